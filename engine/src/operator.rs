@@ -1,0 +1,91 @@
+//! The `Operator` trait: a synchronous, columnar step of a pipeline.
+//!
+//! Operators are chained inside one task: the runtime hands each message to the
+//! first operator, and whatever it pushes into its [`Output`] goes to the next.
+//! Operators never block and never allocate per row.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::error::Result;
+use crate::message::Message;
+use crate::metrics::{NodeMetrics, NodeRole};
+use crate::time::Timestamp;
+
+/// Where an operator puts what it emits, and its counters.
+pub struct Output<'a> {
+    messages: &'a mut Vec<Message>,
+    metrics: &'a NodeMetrics,
+}
+
+impl<'a> Output<'a> {
+    /// Wraps a message buffer and the node's counters.
+    pub fn new(messages: &'a mut Vec<Message>, metrics: &'a NodeMetrics) -> Self {
+        Output { messages, metrics }
+    }
+
+    /// Emits a batch downstream (empty batches are dropped).
+    pub fn batch(&mut self, batch: RecordBatch) {
+        if batch.num_rows() > 0 {
+            NodeMetrics::add(&self.metrics.rows_out, batch.num_rows());
+            self.messages.push(Message::Batch(batch));
+        }
+    }
+
+    /// Emits a watermark downstream.
+    pub fn watermark(&mut self, wm: Timestamp) {
+        self.metrics.set_watermark(wm);
+        self.messages.push(Message::Watermark(wm));
+    }
+
+    /// The node's counters, for filtered/late/rejected/aggregated rows.
+    pub fn metrics(&self) -> &NodeMetrics {
+        self.metrics
+    }
+}
+
+/// A step of a streaming pipeline.
+pub trait Operator: Send {
+    /// The schema of the batches this operator emits.
+    fn output_schema(&self) -> SchemaRef;
+
+    /// Processes one batch of input rows.
+    fn on_batch(&mut self, batch: RecordBatch, out: &mut Output<'_>) -> Result<()>;
+
+    /// Reacts to event time advancing. The default forwards the watermark.
+    fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<'_>) -> Result<()> {
+        out.watermark(watermark);
+        Ok(())
+    }
+
+    /// The input is finished: flush whatever is pending. The default does nothing.
+    fn on_end(&mut self, _out: &mut Output<'_>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Builds instances of an operator (one per parallel instance, and again after a
+/// restart) and describes it for EXPLAIN.
+pub trait OperatorFactory: Send + Sync {
+    /// A short name, e.g. `Filter` or `TumbleWindowAggregate`.
+    fn name(&self) -> String;
+
+    /// Lines describing the operator for EXPLAIN; deterministic text only.
+    fn explain(&self) -> Vec<String>;
+
+    /// How the operator's counts enter the job summary.
+    fn role(&self) -> NodeRole {
+        NodeRole::Stateless
+    }
+
+    /// The schema of the batches the operator emits.
+    fn output_schema(&self) -> SchemaRef;
+
+    /// Creates a fresh instance.
+    fn create(&self) -> Result<Box<dyn Operator>>;
+}
+
+/// A shared operator factory.
+pub type OperatorFactoryRef = Arc<dyn OperatorFactory>;

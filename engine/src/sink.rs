@@ -1,0 +1,32 @@
+//! The `Sink` trait that connectors implement.
+
+use async_trait::async_trait;
+use datafusion::arrow::record_batch::RecordBatch;
+
+use crate::error::Result;
+
+/// A writer of result batches to an external system.
+#[async_trait]
+pub trait Sink: Send {
+    /// Writes one batch.
+    async fn write_batch(&mut self, batch: RecordBatch) -> Result<()>;
+
+    /// The input is finished: flush and make all output visible.
+    async fn finish(&mut self) -> Result<()>;
+}
+
+/// What kind of changes a sink can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkMode {
+    /// Only inserts (every windowed aggregate and filter query produces these).
+    AppendOnly,
+}
+
+/// Builds sink writers and describes them for EXPLAIN.
+pub trait SinkFactory: Send + Sync {
+    /// Lines describing the sink for EXPLAIN; deterministic text only.
+    fn explain(&self) -> Vec<String>;
+
+    /// Opens a writer.
+    fn create(&self) -> Result<Box<dyn Sink>>;
+}

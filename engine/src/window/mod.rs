@@ -1,0 +1,19 @@
+//! Event-time windows: assigning rows to windows and aggregating per window.
+//!
+//! Window TVFs add `window_start`, `window_end` (exclusive) and `window_time`
+//! (`window_end - 1 ms`) columns, as Flink's do. A window fires once, when the
+//! watermark reaches `window_end - 1`; a row whose window has fired is late.
+
+pub mod aggregate;
+pub mod tumble;
+
+pub use aggregate::WindowAggregate;
+pub use tumble::TumbleAssigner;
+
+/// The names of the columns a window TVF appends, in order.
+pub const WINDOW_COLUMNS: [&str; 3] = ["window_start", "window_end", "window_time"];
+
+/// True when a window ending at `window_end` (exclusive) has fired at `watermark`.
+pub fn window_fired(window_end: i64, watermark: i64) -> bool {
+    window_end.saturating_sub(1) <= watermark
+}

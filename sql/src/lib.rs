@@ -1,0 +1,5 @@
+//! placeholder
+pub mod dialect;
+pub mod error;
+pub mod parser;
+pub mod types;

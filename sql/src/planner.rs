@@ -1,0 +1,498 @@
+//! The streaming planner: SQL → DataFusion logical plan → [`JobGraph`].
+//!
+//! DataFusion does what it is good at: name resolution, type coercion, the
+//! logical optimizer (projection and filter pushdown, constant folding) and
+//! physical expressions. This module walks the optimized logical plan and maps
+//! each node to a streaming operator: a table scan becomes the table's source,
+//! its watermark assigner and (for window TVFs) its window assigner; `Filter` and
+//! `Projection` become columnar operators; an `Aggregate` grouped by
+//! `window_start, window_end` becomes a window aggregate that emits when the
+//! watermark passes the window's end. Anything else is refused with a message
+//! that names the feature.
+
+use std::sync::Arc;
+
+use datafusion::arrow::compute::can_cast_types;
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::{DFSchemaRef, TableReference};
+use datafusion::datasource::source_as_provider;
+use datafusion::datasource::view::ViewTable;
+use datafusion::execution::SessionState;
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast};
+use datafusion::optimizer::Optimizer;
+use datafusion::physical_planner::create_aggregate_expr_and_maybe_filter;
+use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion::sql::parser::Statement as DfStatement;
+use datafusion::sql::sqlparser::ast::{ExprWithAlias, Query, Statement as SqlStatement};
+use watershed_engine::aggregate::{AggregateCall, AggregateSpec};
+use watershed_engine::connector::ConnectorRegistry;
+use watershed_engine::filter::FilterOperator;
+use watershed_engine::graph::{JobGraph, NodeId};
+use watershed_engine::project::ProjectOperator;
+use watershed_engine::sink::SinkFactory;
+use watershed_engine::watermark::WatermarkAssigner;
+use watershed_engine::window::{TumbleAssigner, WINDOW_COLUMNS, WindowAggregate};
+
+use crate::catalog::{Catalog, TableDef};
+use crate::error::{Result, SqlError};
+use crate::stream_table::StreamTable;
+use crate::types::arrow_to_sql_type;
+use crate::window_tvf::{WindowKind, WindowTvf, rewrite_window_tvfs};
+
+/// Optimizer rules that do not fit streaming: rewriting `COUNT(DISTINCT x)` into
+/// two aggregations would make a windowed aggregate emit twice.
+const DISABLED_OPTIMIZER_RULES: &[&str] = &["single_distinct_aggregation_to_group_by"];
+
+/// Where a column of a planned stream comes from, as far as windows care.
+#[derive(Debug, Clone, PartialEq)]
+enum Origin {
+    /// A window column (`window_start`, `window_end`, `window_time`) of a TVF.
+    Window { column: usize, window: String },
+    /// Anything else.
+    Other,
+}
+
+/// A planned part of a pipeline: its last node and what its columns are.
+struct Planned {
+    node: NodeId,
+    origins: Vec<Origin>,
+}
+
+/// Plans statements of one session against its catalog.
+pub struct Planner<'a> {
+    catalog: &'a Catalog,
+    connectors: &'a dyn ConnectorRegistry,
+    ctx: SessionContext,
+    tvf_counter: usize,
+}
+
+/// Builds the DataFusion session Watershed plans with: one partition, identifiers
+/// kept as written (Flink is case-sensitive), spans collected for error positions,
+/// Flink's SUM/AVG typing.
+pub fn planning_context() -> SessionContext {
+    let mut config = SessionConfig::new()
+        .with_target_partitions(1)
+        .with_information_schema(false);
+    let options = config.options_mut();
+    options.sql_parser.enable_ident_normalization = false;
+    options.sql_parser.collect_spans = true;
+    let rules = Optimizer::new()
+        .rules
+        .into_iter()
+        .filter(|r| !DISABLED_OPTIMIZER_RULES.contains(&r.name()))
+        .collect();
+    let state = datafusion::execution::SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_optimizer_rules(rules)
+        .build();
+    let ctx = SessionContext::new_with_state(state);
+    crate::functions::register_flink_aggregates(&ctx);
+    ctx
+}
+
+impl<'a> Planner<'a> {
+    /// A planner over `catalog`; views are planned up front, in definition order.
+    pub async fn new(catalog: &'a Catalog, connectors: &'a dyn ConnectorRegistry) -> Result<Self> {
+        let mut planner = Planner {
+            catalog,
+            connectors,
+            ctx: planning_context(),
+            tvf_counter: 0,
+        };
+        for table in catalog.tables() {
+            let provider = StreamTable::plain(Arc::new(table.clone()));
+            planner
+                .ctx
+                .register_table(TableReference::bare(table.name.as_str()), Arc::new(provider))?;
+        }
+        for view in catalog.views() {
+            let mut plan = planner.logical_plan(&view.query).await?;
+            if !view.columns.is_empty() {
+                let fields = plan.schema().fields().len();
+                if fields != view.columns.len() {
+                    return Err(SqlError::Plan(format!(
+                        "view '{}' names {} columns but its query has {fields}",
+                        view.name,
+                        view.columns.len()
+                    )));
+                }
+                let exprs = plan
+                    .schema()
+                    .columns()
+                    .into_iter()
+                    .zip(&view.columns)
+                    .map(|(c, name)| Expr::Column(c).alias(name))
+                    .collect::<Vec<_>>();
+                plan = LogicalPlanBuilder::from(plan).project(exprs)?.build()?;
+            }
+            planner.ctx.register_table(
+                TableReference::bare(view.name.as_str()),
+                Arc::new(ViewTable::new(plan, None)),
+            )?;
+        }
+        Ok(planner)
+    }
+
+    fn state(&self) -> SessionState {
+        self.ctx.state()
+    }
+
+    /// Plans a query to an optimized DataFusion logical plan, registering the
+    /// window TVFs it uses.
+    async fn logical_plan(&mut self, query: &Query) -> Result<LogicalPlan> {
+        let mut query = query.clone();
+        for tvf in rewrite_window_tvfs(&mut query, &mut self.tvf_counter)? {
+            self.register_window(tvf)?;
+        }
+        let statement = DfStatement::Statement(Box::new(SqlStatement::Query(Box::new(query))));
+        let plan = self.state().statement_to_plan(statement).await?;
+        Ok(plan)
+    }
+
+    fn register_window(&mut self, tvf: WindowTvf) -> Result<()> {
+        let at = |message: String| SqlError::Parse {
+            message,
+            line: tvf.line,
+            column: tvf.column,
+        };
+        let Some(table) = self.catalog.table(&tvf.table) else {
+            if self.catalog.view(&tvf.table).is_some() {
+                return Err(SqlError::Unsupported {
+                    feature: format!(
+                        "a window TVF over the view '{}' (window TVFs read tables in this version)",
+                        tvf.table
+                    ),
+                    line: tvf.line,
+                    column: tvf.column,
+                });
+            }
+            return Err(at(format!("table '{}' does not exist", tvf.table)));
+        };
+        match &table.watermark {
+            Some(wm) if wm.column == tvf.time_column => {}
+            Some(wm) => {
+                return Err(at(format!(
+                    "DESCRIPTOR({}) must name the time attribute of '{}', which is '{}' \
+                     (WATERMARK FOR {})",
+                    tvf.time_column, table.name, wm.column, wm.column
+                )));
+            }
+            None => {
+                return Err(at(format!(
+                    "{} needs a time attribute, but table '{}' declares no WATERMARK; add \
+                     WATERMARK FOR {} AS {} - INTERVAL '5' SECOND to its CREATE TABLE",
+                    tvf.describe(),
+                    table.name,
+                    tvf.time_column,
+                    tvf.time_column
+                )));
+            }
+        }
+        let name = tvf.generated_name.clone();
+        let provider = StreamTable::windowed(Arc::new(table.clone()), tvf);
+        self.ctx
+            .register_table(TableReference::bare(name), Arc::new(provider))?;
+        Ok(())
+    }
+
+    /// Plans `INSERT INTO table query` into a job.
+    pub async fn plan_insert(&mut self, table: &str, query: &Query) -> Result<JobGraph> {
+        let target = self.catalog.table(table).ok_or_else(|| {
+            SqlError::Plan(format!("INSERT INTO '{table}': no such table"))
+        })?;
+        let plan = self.logical_plan(query).await?;
+        let plan = conform_to_table(plan, target)?;
+        let sink = self.connectors.sink(&target.spec())?;
+        self.plan_job(format!("INSERT INTO {table}"), plan, &target.name, sink)
+    }
+
+    /// Plans a bare `SELECT` whose results go to `sink`.
+    pub async fn plan_select(
+        &mut self,
+        query: &Query,
+        sink_name: &str,
+        sink: Arc<dyn SinkFactory>,
+    ) -> Result<(JobGraph, SchemaRef)> {
+        let plan = self.logical_plan(query).await?;
+        let schema = Arc::new(plan.schema().as_arrow().clone());
+        let graph = self.plan_job("SELECT".to_string(), plan, sink_name, sink)?;
+        Ok((graph, schema))
+    }
+
+    fn plan_job(
+        &self,
+        name: String,
+        plan: LogicalPlan,
+        sink_name: &str,
+        sink: Arc<dyn SinkFactory>,
+    ) -> Result<JobGraph> {
+        let plan = self.state().optimize(&plan)?;
+        let mut graph = JobGraph::new(name);
+        let planned = self.translate(&plan, &mut graph)?;
+        graph.add_sink(sink_name, sink, planned.node);
+        Ok(graph)
+    }
+
+    fn translate(&self, plan: &LogicalPlan, graph: &mut JobGraph) -> Result<Planned> {
+        match plan {
+            LogicalPlan::TableScan(scan) => {
+                if scan.fetch.is_some() {
+                    return Err(unsupported("LIMIT on a streaming table"));
+                }
+                if !scan.filters.is_empty() {
+                    return Err(SqlError::Plan("unexpected filter pushed into a scan".into()));
+                }
+                let provider = source_as_provider(&scan.source)?;
+                let table = StreamTable::downcast(provider.as_ref()).ok_or_else(|| {
+                    SqlError::Plan(format!("'{}' is not a Watershed table", scan.table_name))
+                })?;
+                self.translate_scan(table, scan.projection.as_deref(), &scan.projected_schema, graph)
+            }
+            LogicalPlan::Filter(filter) => {
+                let input = self.translate(&filter.input, graph)?;
+                let predicate = self
+                    .state()
+                    .create_physical_expr(filter.predicate.clone(), filter.input.schema())?;
+                let op = FilterOperator::new(predicate, arrow_schema(filter.input.schema()));
+                Ok(Planned {
+                    node: graph.add_operator(Arc::new(op), input.node),
+                    origins: input.origins,
+                })
+            }
+            LogicalPlan::Projection(projection) => {
+                let input = self.translate(&projection.input, graph)?;
+                let input_schema = projection.input.schema();
+                let mut exprs = Vec::with_capacity(projection.expr.len());
+                let mut origins = Vec::with_capacity(projection.expr.len());
+                for (expr, field) in projection.expr.iter().zip(projection.schema.fields()) {
+                    origins.push(match unalias(expr) {
+                        Expr::Column(c) => input_schema
+                            .index_of_column(c)
+                            .ok()
+                            .and_then(|i| input.origins.get(i).cloned())
+                            .unwrap_or(Origin::Other),
+                        _ => Origin::Other,
+                    });
+                    let physical = self
+                        .state()
+                        .create_physical_expr(unalias(expr).clone(), input_schema)?;
+                    exprs.push((physical, field.name().clone()));
+                }
+                let op = ProjectOperator::new(exprs, arrow_schema(&projection.schema));
+                Ok(Planned {
+                    node: graph.add_operator(Arc::new(op), input.node),
+                    origins,
+                })
+            }
+            LogicalPlan::Aggregate(aggregate) => {
+                let input = self.translate(&aggregate.input, graph)?;
+                let input_schema = aggregate.input.schema();
+                let input_arrow = arrow_schema(input_schema);
+                let mut group_exprs = Vec::new();
+                let mut origins = Vec::new();
+                for (expr, field) in aggregate.group_expr.iter().zip(aggregate.schema.fields()) {
+                    let origin = match unalias(expr) {
+                        Expr::Column(c) => input_schema
+                            .index_of_column(c)
+                            .ok()
+                            .and_then(|i| input.origins.get(i).cloned())
+                            .unwrap_or(Origin::Other),
+                        Expr::GroupingSet(_) => {
+                            return Err(unsupported("GROUPING SETS, ROLLUP and CUBE"));
+                        }
+                        _ => Origin::Other,
+                    };
+                    origins.push(origin);
+                    let physical = self
+                        .state()
+                        .create_physical_expr(unalias(expr).clone(), input_schema)?;
+                    group_exprs.push((physical, field.name().clone()));
+                }
+                let window_key = |column: usize| {
+                    origins.iter().position(|o| matches!(o, Origin::Window { column: c, .. } if *c == column))
+                };
+                let (Some(_start), Some(end)) = (window_key(0), window_key(1)) else {
+                    return Err(unsupported(
+                        "GROUP BY without window_start and window_end of a window TVF \
+                         (an updating, non-windowed aggregate); group by the window columns \
+                         of TABLE(TUMBLE(...))",
+                    ));
+                };
+                let window = match &origins[end] {
+                    Origin::Window { window, .. } => window.clone(),
+                    Origin::Other => String::new(),
+                };
+                let mut calls = Vec::new();
+                for expr in &aggregate.aggr_expr {
+                    let (function, filter, order_by) = create_aggregate_expr_and_maybe_filter(
+                        expr,
+                        input_schema,
+                        &input_arrow,
+                        self.state().execution_props(),
+                    )?;
+                    if !order_by.is_empty() {
+                        return Err(unsupported("ORDER BY inside an aggregate function"));
+                    }
+                    calls.push(AggregateCall { function, filter });
+                }
+                let spec = AggregateSpec::new(
+                    group_exprs,
+                    calls,
+                    &input_arrow,
+                    arrow_schema(&aggregate.schema),
+                )?;
+                origins.extend((0..aggregate.aggr_expr.len()).map(|_| Origin::Other));
+                let op = WindowAggregate::new(spec, end, window);
+                Ok(Planned {
+                    node: graph.add_operator(Arc::new(op), input.node),
+                    origins,
+                })
+            }
+            LogicalPlan::SubqueryAlias(alias) => self.translate(&alias.input, graph),
+            other => Err(unsupported(unsupported_node(other))),
+        }
+    }
+
+    fn translate_scan(
+        &self,
+        table: &StreamTable,
+        projection: Option<&[usize]>,
+        projected: &DFSchemaRef,
+        graph: &mut JobGraph,
+    ) -> Result<Planned> {
+        let def: &TableDef = &table.table;
+        let source = self.connectors.source(&def.spec())?;
+        let mut node = graph.add_source(&def.name, source);
+        let mut schema = def.schema.clone();
+        if let Some(wm) = &def.watermark {
+            let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;
+            let state = self.state();
+            let logical = state.create_logical_expr_from_sql_expr(
+                ExprWithAlias {
+                    expr: wm.expr.clone(),
+                    alias: None,
+                },
+                &df_schema,
+            )?;
+            let physical = state.create_physical_expr(logical, &df_schema)?;
+            let time_column = schema.index_of(&wm.column)?;
+            let op = WatermarkAssigner::new(schema.clone(), time_column, physical, wm.expr.to_string());
+            node = graph.add_operator(Arc::new(op), node);
+        }
+        let mut origins = vec![Origin::Other; schema.fields().len()];
+        if let Some(tvf) = &table.window {
+            let time_column = schema.index_of(&tvf.time_column)?;
+            let op = match tvf.kind {
+                WindowKind::Tumble { size_ms, offset_ms } => {
+                    TumbleAssigner::new(schema.clone(), time_column, size_ms, offset_ms)?
+                }
+            };
+            schema = op.schema();
+            node = graph.add_operator(Arc::new(op), node);
+            origins.extend((0..WINDOW_COLUMNS.len()).map(|column| Origin::Window {
+                column,
+                window: tvf.describe(),
+            }));
+        }
+        let all: Vec<usize> = (0..schema.fields().len()).collect();
+        match projection {
+            Some(indices) if indices != all.as_slice() => {
+                let exprs = indices
+                    .iter()
+                    .map(|&i| {
+                        let field = schema.field(i);
+                        let column: Arc<dyn datafusion::physical_expr::PhysicalExpr> = Arc::new(
+                            datafusion::physical_expr::expressions::Column::new(field.name(), i),
+                        );
+                        (column, field.name().clone())
+                    })
+                    .collect();
+                let op = ProjectOperator::new(exprs, arrow_schema(projected));
+                node = graph.add_operator(Arc::new(op), node);
+                origins = indices.iter().map(|&i| origins[i].clone()).collect();
+            }
+            _ => {}
+        }
+        Ok(Planned { node, origins })
+    }
+}
+
+/// Casts and renames a query's columns to a sink table's columns, as Flink does
+/// for `INSERT INTO`; refuses when the column counts differ or a type cannot be
+/// converted.
+fn conform_to_table(plan: LogicalPlan, target: &TableDef) -> Result<LogicalPlan> {
+    let source = plan.schema().clone();
+    if source.fields().len() != target.schema.fields().len() {
+        return Err(SqlError::Plan(format!(
+            "INSERT INTO {}: the query has {} columns but the table has {} ({})",
+            target.name,
+            source.fields().len(),
+            target.schema.fields().len(),
+            target
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )));
+    }
+    let mut exprs = Vec::with_capacity(source.fields().len());
+    for (i, (column, field)) in source
+        .columns()
+        .into_iter()
+        .zip(target.schema.fields())
+        .enumerate()
+    {
+        let from = source.field(i).data_type();
+        if !can_cast_types(from, field.data_type()) {
+            return Err(SqlError::Plan(format!(
+                "INSERT INTO {}: column {} '{}' is {} but the query gives {}",
+                target.name,
+                i + 1,
+                field.name(),
+                arrow_to_sql_type(field.data_type()),
+                arrow_to_sql_type(from)
+            )));
+        }
+        let expr = if from == field.data_type() {
+            Expr::Column(column)
+        } else {
+            cast(Expr::Column(column), field.data_type().clone())
+        };
+        exprs.push(expr.alias(field.name()));
+    }
+    Ok(LogicalPlanBuilder::from(plan).project(exprs)?.build()?)
+}
+
+fn unalias(expr: &Expr) -> &Expr {
+    match expr {
+        Expr::Alias(alias) => unalias(&alias.expr),
+        e => e,
+    }
+}
+
+fn arrow_schema(schema: &DFSchemaRef) -> SchemaRef {
+    Arc::new(Schema::new(schema.as_arrow().fields().clone()))
+}
+
+fn unsupported(feature: impl Into<String>) -> SqlError {
+    SqlError::Plan(format!("unsupported: {}", feature.into()))
+}
+
+fn unsupported_node(plan: &LogicalPlan) -> String {
+    match plan {
+        LogicalPlan::Join(_) => "joins (interval and window joins come in a later version)".into(),
+        LogicalPlan::Sort(_) => "ORDER BY on a streaming query".into(),
+        LogicalPlan::Limit(_) => "LIMIT on a streaming query".into(),
+        LogicalPlan::Window(_) => "OVER windows (ROW_NUMBER Top-N comes in a later version)".into(),
+        LogicalPlan::Union(_) => "UNION".into(),
+        LogicalPlan::Distinct(_) => "SELECT DISTINCT".into(),
+        LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {
+            "queries without a streaming table in FROM".into()
+        }
+        LogicalPlan::Subquery(_) => "subqueries in expressions".into(),
+        other => format!("the {} operator", other.display()),
+    }
+}

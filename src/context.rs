@@ -1,0 +1,247 @@
+//! `StreamContext`: the embedded entry point, shaped like DataFusion's
+//! `SessionContext`. It owns a catalog (tables, views, settings), the connector
+//! registry and the runtime settings, and turns SQL text into [`StreamFrame`]s.
+
+use std::sync::{Arc, RwLock};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use watershed_connectors::DefaultConnectors;
+use watershed_engine::runtime::RuntimeConfig;
+use watershed_sql::catalog::{Catalog, TableDef};
+use watershed_sql::error::SqlError;
+use watershed_sql::parser::{Located, Statement, parse_script};
+use watershed_sql::planner::Planner;
+
+use crate::error::{Result, WatershedError};
+use crate::frame::{ClientSink, StreamFrame};
+
+/// Settings Watershed reads from `SET 'key' = 'value'`.
+pub mod settings {
+    /// Rows per batch read by sources.
+    pub const BATCH_SIZE: &str = "execution.batch-size";
+    /// Flink's runtime mode; only `streaming` is supported.
+    pub const RUNTIME_MODE: &str = "execution.runtime-mode";
+    /// Flink's default parallelism; only 1 runs in this version.
+    pub const PARALLELISM: &str = "parallelism.default";
+}
+
+/// A session: catalog, connectors and runtime settings.
+pub struct StreamContext {
+    catalog: RwLock<Catalog>,
+    connectors: Arc<DefaultConnectors>,
+}
+
+impl Default for StreamContext {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StreamContext {
+    /// A context with the built-in connectors and an empty catalog.
+    pub fn new() -> Self {
+        StreamContext {
+            catalog: RwLock::new(Catalog::default()),
+            connectors: Arc::new(DefaultConnectors::new()),
+        }
+    }
+
+    /// The connector registry, e.g. to register in-memory tables.
+    pub fn connectors(&self) -> &Arc<DefaultConnectors> {
+        &self.connectors
+    }
+
+    /// A copy of the catalog as it stands.
+    pub fn catalog(&self) -> Catalog {
+        match self.catalog.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn update_catalog<T>(&self, f: impl FnOnce(&mut Catalog) -> T) -> T {
+        match self.catalog.write() {
+            Ok(mut c) => f(&mut c),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// The runtime settings derived from `SET` statements.
+    pub fn runtime_config(&self) -> Result<RuntimeConfig> {
+        let catalog = self.catalog();
+        let mut config = RuntimeConfig::default();
+        if let Some(size) = catalog.setting(settings::BATCH_SIZE) {
+            config.batch_size = size.trim().parse().map_err(|_| {
+                WatershedError::Usage(format!(
+                    "SET '{}' = '{size}': expected a positive number of rows",
+                    settings::BATCH_SIZE
+                ))
+            })?;
+        }
+        Ok(config)
+    }
+
+    /// Registers an in-memory table from record batches and declares it in the
+    /// catalog. With `watermark = Some((column, bound_ms))` the table gets
+    /// `WATERMARK FOR column AS column - INTERVAL 'bound_ms' MILLISECOND`.
+    pub fn register_batches(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+        watermark: Option<(&str, i64)>,
+    ) -> Result<()> {
+        self.connectors
+            .register_memory_table(name, schema.clone(), batches)?;
+        let columns = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                format!(
+                    "`{}` {}{}",
+                    f.name(),
+                    watershed_sql::types::arrow_to_sql_type(f.data_type()),
+                    if f.is_nullable() { "" } else { " NOT NULL" }
+                )
+            })
+            .collect::<Vec<_>>();
+        let mut elements = columns;
+        if let Some((column, bound_ms)) = watermark {
+            elements.push(format!(
+                "WATERMARK FOR `{column}` AS `{column}` - INTERVAL '{bound_ms}' MILLISECOND"
+            ));
+        }
+        let ddl = format!(
+            "CREATE TABLE `{name}` ({}) WITH ('connector' = 'memory')",
+            elements.join(", ")
+        );
+        for statement in parse_script(&ddl)? {
+            if let Statement::CreateTable(table) = statement.node {
+                let def = TableDef::from_ddl(&table)?;
+                self.update_catalog(|c| c.add_table(def, false))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs SQL text: DDL and `SET` take effect at once; the frame of the last
+    /// statement is returned (a query or `INSERT` to execute, or an EXPLAIN).
+    pub async fn sql(&self, sql: &str) -> Result<StreamFrame> {
+        let statements = parse_script(sql)?;
+        if statements.is_empty() {
+            return Err(WatershedError::Usage("no SQL statement given".into()));
+        }
+        let mut frame = StreamFrame::done("no statement");
+        for statement in statements {
+            frame = self.statement(statement).await?;
+        }
+        Ok(frame)
+    }
+
+    /// Executes one parsed statement.
+    pub async fn statement(&self, statement: Located<Statement>) -> Result<StreamFrame> {
+        let (line, column) = (statement.line, statement.column);
+        self.plan_statement(statement.node)
+            .await
+            .map_err(|e| locate(e, line, column))
+    }
+
+    async fn plan_statement(&self, statement: Statement) -> Result<StreamFrame> {
+        match statement {
+            Statement::CreateTable(ddl) => {
+                let def = TableDef::from_ddl(&ddl)?;
+                let name = def.name.clone();
+                let created = self.update_catalog(|c| c.add_table(def, ddl.if_not_exists))?;
+                Ok(StreamFrame::done(if created {
+                    format!("created table {name}")
+                } else {
+                    format!("table {name} exists")
+                }))
+            }
+            Statement::CreateView(view) => {
+                let created = self.update_catalog(|c| c.add_view(&view))?;
+                // Plan once now so a broken view fails where it is declared.
+                let catalog = self.catalog();
+                Planner::new(&catalog, self.connectors.as_ref()).await?;
+                Ok(StreamFrame::done(if created {
+                    format!("created view {}", view.name)
+                } else {
+                    format!("view {} exists", view.name)
+                }))
+            }
+            Statement::Set { key, value } => {
+                check_setting(&key, &value)?;
+                self.update_catalog(|c| c.set(&key, &value));
+                Ok(StreamFrame::done(format!("set {key} = {value}")))
+            }
+            Statement::Insert(insert) => {
+                if !insert.columns.is_empty() {
+                    return Err(SqlError::Plan(
+                        "unsupported: INSERT INTO with a column list; select all columns of the table in order".into(),
+                    )
+                    .into());
+                }
+                let catalog = self.catalog();
+                let mut planner = Planner::new(&catalog, self.connectors.as_ref()).await?;
+                let graph = planner.plan_insert(&insert.table, &insert.query).await?;
+                Ok(StreamFrame::insert(graph, self.runtime_config()?))
+            }
+            Statement::Query(query) => {
+                let catalog = self.catalog();
+                let mut planner = Planner::new(&catalog, self.connectors.as_ref()).await?;
+                let (graph, schema) = planner
+                    .plan_select(&query, "client", Arc::new(ClientSink))
+                    .await?;
+                Ok(StreamFrame::select(graph, schema, self.runtime_config()?))
+            }
+            Statement::Explain(inner) => {
+                let planned = Box::pin(self.statement(*inner)).await?;
+                match planned.graph() {
+                    Some(graph) => Ok(StreamFrame::explain(graph.to_string())),
+                    None => Err(WatershedError::Usage(
+                        "EXPLAIN takes a query or an INSERT INTO statement".into(),
+                    )),
+                }
+            }
+        }
+    }
+}
+
+fn check_setting(key: &str, value: &str) -> Result<()> {
+    match key {
+        settings::RUNTIME_MODE if !value.eq_ignore_ascii_case("streaming") => Err(
+            WatershedError::Usage(format!(
+                "SET '{key}' = '{value}': Watershed runs in streaming mode only; \
+                 bounded sources still end and fire their windows"
+            )),
+        ),
+        settings::PARALLELISM if value.trim() != "1" => Err(WatershedError::Usage(format!(
+            "SET '{key}' = '{value}': this version runs every job with parallelism 1"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Adds the statement's position to errors that do not carry one.
+fn locate(error: WatershedError, line: u64, column: u64) -> WatershedError {
+    match error {
+        WatershedError::Sql(SqlError::Parse { .. } | SqlError::Unsupported { .. }) => error,
+        WatershedError::Sql(SqlError::DataFusion(e)) => {
+            let position = e
+                .diagnostic()
+                .and_then(|d| d.span)
+                .map(|s| (s.start.line, s.start.column))
+                .unwrap_or((line, column));
+            WatershedError::Sql(SqlError::Plan(format!(
+                "at line {}, column {}: {}",
+                position.0,
+                position.1,
+                e.strip_backtrace()
+            )))
+        }
+        other => WatershedError::Sql(SqlError::Plan(format!(
+            "in the statement at line {line}, column {column}: {other}"
+        ))),
+    }
+}
