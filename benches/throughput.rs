@@ -1,1 +1,127 @@
-fn main() {}
+//! Throughput of the streaming engine on one core, next to DataFusion batch.
+//!
+//! Run with `cargo bench --bench throughput` (add `-- --rows N` to change the
+//! input size). Everything runs on a single-threaded tokio runtime, so rows/s is
+//! rows per second per core. Numbers are printed, never asserted.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::SessionContext;
+use watershed::StreamContext;
+use watershed::connectors::payments::{PaymentsConfig, PaymentsGenerator};
+
+const TUMBLE_SQL: &str = "
+INSERT INTO sink
+SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
+FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
+GROUP BY window_start, window_end, card_id";
+
+const TUMBLE_BATCH_SQL: &str = "
+SELECT date_bin(INTERVAL '1 minute', event_time, TIMESTAMP '1970-01-01 00:00:00') AS ws,
+       date_bin(INTERVAL '1 minute', event_time, TIMESTAMP '1970-01-01 00:00:00') + INTERVAL '1 minute' AS we,
+       card_id, COUNT(*), SUM(amount), MAX(amount)
+FROM payments GROUP BY 1, 2, card_id";
+
+const FILTER_SQL: &str = "
+INSERT INTO filtered
+SELECT txn_id, card_id, amount FROM payments WHERE amount > 500 AND status <> 'APPROVED'";
+
+const FILTER_BATCH_SQL: &str =
+    "SELECT txn_id, card_id, amount FROM payments WHERE amount > 500 AND status <> 'APPROVED'";
+
+fn generate(rows: usize) -> (datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>) {
+    let mut generator = PaymentsGenerator::with_full_schema(PaymentsConfig {
+        seed: 42,
+        cards: 50_000,
+        events_per_second: 1_000,
+        ..PaymentsConfig::default()
+    })
+    .expect("generator");
+    let mut batches = Vec::new();
+    let mut left = rows;
+    while left > 0 {
+        let n = left.min(8192);
+        batches.push(generator.next_batch(n).expect("generate").expect("unbounded"));
+        left -= n;
+    }
+    (generator.schema(), batches)
+}
+
+async fn streaming(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+    ddl: &str,
+    sql: &str,
+) -> (f64, u64) {
+    let ctx = StreamContext::new();
+    ctx.register_batches("payments", schema.clone(), batches.to_vec(), Some(("event_time", 5_000)))
+        .expect("register");
+    ctx.sql(ddl).await.expect("ddl");
+    let frame = ctx.sql(sql).await.expect("plan");
+    let started = Instant::now();
+    let result = frame.run().await.expect("run");
+    (started.elapsed().as_secs_f64(), result.rows.written)
+}
+
+async fn batch(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+    sql: &str,
+) -> (f64, usize) {
+    let ctx = SessionContext::new_with_config(
+        datafusion::prelude::SessionConfig::new().with_target_partitions(1),
+    );
+    let table = MemTable::try_new(schema.clone(), vec![batches.to_vec()]).expect("memtable");
+    ctx.register_table("payments", Arc::new(table)).expect("register");
+    let df = ctx.sql(sql).await.expect("plan");
+    let started = Instant::now();
+    let out = df.collect().await.expect("run");
+    (
+        started.elapsed().as_secs_f64(),
+        out.iter().map(|b| b.num_rows()).sum(),
+    )
+}
+
+fn report(name: &str, rows: usize, seconds: f64, out: u64) {
+    println!(
+        "{name:<44} {:>10.2} M rows/s   ({rows} rows in {seconds:.3} s, {out} out)",
+        rows as f64 / seconds / 1e6
+    );
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let rows = args
+        .iter()
+        .position(|a| a == "--rows")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000_000usize);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let (schema, batches) = generate(rows);
+        println!("payments: {rows} rows, 50k cards, one core (current-thread runtime)\n");
+        let sink_ddl = "CREATE TABLE sink (ws TIMESTAMP(3), we TIMESTAMP(3), card_id BIGINT, n BIGINT, \
+                        total DECIMAL(38, 2), mx DECIMAL(18, 2)) WITH ('connector' = 'blackhole');
+                        CREATE TABLE filtered (txn_id BIGINT, card_id BIGINT, amount DECIMAL(18, 2)) \
+                        WITH ('connector' = 'blackhole')";
+        for round in 0..2 {
+            let label = if round == 0 { " (warm-up)" } else { "" };
+            let (s, out) = streaming(&schema, &batches, sink_ddl, TUMBLE_SQL).await;
+            report(&format!("streaming TUMBLE 1 min aggregate{label}"), rows, s, out);
+            let (s, out) = batch(&schema, &batches, TUMBLE_BATCH_SQL).await;
+            report(&format!("DataFusion batch, same aggregate{label}"), rows, s, out as u64);
+            let (s, out) = streaming(&schema, &batches, sink_ddl, FILTER_SQL).await;
+            report(&format!("streaming filter + projection{label}"), rows, s, out);
+            let (s, out) = batch(&schema, &batches, FILTER_BATCH_SQL).await;
+            report(&format!("DataFusion batch filter + projection{label}"), rows, s, out as u64);
+            println!();
+        }
+    });
+}

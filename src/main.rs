@@ -89,7 +89,10 @@ async fn execute(command: Command) -> Result<(), String> {
     }
     let ctx = StreamContext::new();
     let print_sink = || -> Arc<dyn SinkFactory> {
-        Arc::new(watershed::connectors::print::PrintSinkFactory::new(None))
+        Arc::new(watershed::connectors::print::PrintSinkFactory::with_target(
+            None,
+            watershed::connectors::print::PrintTarget::Stdout,
+        ))
     };
     let outputs = run_script(&ctx, &sql, mode, &print_sink)
         .await

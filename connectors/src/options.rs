@@ -60,10 +60,9 @@ impl<'a> TableOptions<'a> {
                 "table '{}': option '{key}' = '{value}': {message}",
                 self.table
             )),
-            None => EngineError::Config(format!(
-                "table '{}': option '{key}': {message}",
-                self.table
-            )),
+            None => {
+                EngineError::Config(format!("table '{}': option '{key}': {message}", self.table))
+            }
         }
     }
 

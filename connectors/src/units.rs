@@ -24,11 +24,8 @@ fn split_number_unit(text: &str) -> Option<(u64, String)> {
 /// unit (`ms`, `s`, `min`, `h`, `d` and their long forms). A bare number means
 /// milliseconds, as in Flink.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || {
-        format!(
-            "invalid duration '{text}' (expected e.g. '500ms', '4s', '4 s', '1 min', '2h')"
-        )
-    };
+    let invalid =
+        || format!("invalid duration '{text}' (expected e.g. '500ms', '4s', '4 s', '1 min', '2h')");
     let (number, unit) = split_number_unit(text).ok_or_else(invalid)?;
     let millis_per_unit: u64 = match unit.as_str() {
         "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => 1,
@@ -48,7 +45,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// unit (`b`, `kb`/`k`, `mb`/`m`, `gb`/`g`, `tb`/`t`; case-insensitive; powers of
 /// 1024). A bare number means bytes.
 pub fn parse_memory_size(text: &str) -> Result<u64, String> {
-    let invalid = || format!("invalid memory size '{text}' (expected e.g. '128MB', '1 kb', '4096')");
+    let invalid =
+        || format!("invalid memory size '{text}' (expected e.g. '128MB', '1 kb', '4096')");
     let (number, unit) = split_number_unit(text).ok_or_else(invalid)?;
     let multiplier: u64 = match unit.as_str() {
         "" | "b" | "bytes" => 1,

@@ -124,9 +124,8 @@ mod tests {
 
     #[test]
     fn position_is_taken_out_of_parser_messages() {
-        let error = ParserError::ParserError(
-            "Expected: ), found: foo at Line: 3, Column: 5".to_string(),
-        );
+        let error =
+            ParserError::ParserError("Expected: ), found: foo at Line: 3, Column: 5".to_string());
         let error = SqlError::from_parser_error(error, Location { line: 1, column: 1 });
         match &error {
             SqlError::Parse {
@@ -165,7 +164,8 @@ mod tests {
 
     #[test]
     fn unsupported_display() {
-        let error = SqlError::unsupported_at("DROP TABLE statements", Location { line: 2, column: 1 });
+        let error =
+            SqlError::unsupported_at("DROP TABLE statements", Location { line: 2, column: 1 });
         assert_eq!(
             error.to_string(),
             "unsupported at line 2, column 1: DROP TABLE statements"

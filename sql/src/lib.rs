@@ -1,5 +1,18 @@
-//! placeholder
+//! Watershed's SQL front end, in Flink's dialect.
+//!
+//! - [`parser`]: statements (`CREATE TABLE ... WATERMARK ... WITH`, `CREATE VIEW`,
+//!   `INSERT INTO`, queries, `EXPLAIN`, `SET`) with positions for errors.
+//! - [`catalog`]: the tables, views and settings of a session.
+//! - [`window_tvf`]: window table functions (`TUMBLE`) in `FROM`.
+//! - [`planner`]: DataFusion logical plans turned into streaming job graphs.
+//! - [`functions`]: aggregates typed as Flink types them (`SUM`, `AVG` on DECIMAL).
+
+pub mod catalog;
 pub mod dialect;
 pub mod error;
+pub mod functions;
 pub mod parser;
+pub mod planner;
+pub mod stream_table;
 pub mod types;
+pub mod window_tvf;

@@ -70,6 +70,10 @@ impl<T> Located<T> {
 
 /// One statement of a Watershed SQL script.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "statements are parsed once per script; matching by value keeps the API plain"
+)]
 pub enum Statement {
     /// `CREATE [TEMPORARY] TABLE [IF NOT EXISTS] name (...) [WITH (...)]`.
     CreateTable(CreateTable),
@@ -388,6 +392,15 @@ fn parse_statement(
 fn unsupported_statement(st: &StatementTokens) -> SqlError {
     let start = st.location(0);
     let first = st.upper(0).unwrap_or_default();
+    if matches!(first.as_str(), "EXECUTE" | "BEGIN")
+        && st.keyword(1) == Keyword::STATEMENT
+        && st.keyword(2) == Keyword::SET
+    {
+        return SqlError::unsupported_at(
+            "STATEMENT SET blocks (write each INSERT INTO as its own statement)",
+            start,
+        );
+    }
     let mut kind = first.clone();
     if matches!(first.as_str(), "CREATE" | "DROP" | "ALTER" | "SHOW") {
         let mut n = 1;
@@ -402,10 +415,14 @@ fn unsupported_statement(st: &StatementTokens) -> SqlError {
                 );
             };
             let upper = word.value.to_uppercase();
-            if !OBJECT_KIND_MODIFIERS.contains(&upper.as_str()) && word.keyword == Keyword::NoKeyword
+            if !OBJECT_KIND_MODIFIERS.contains(&upper.as_str())
+                && word.keyword == Keyword::NoKeyword
             {
                 return SqlError::parse_at(
-                    format!("Expected: an object kind after {first}, found: {}", word.value),
+                    format!(
+                        "Expected: an object kind after {first}, found: {}",
+                        word.value
+                    ),
                     st.location(n),
                 );
             }
@@ -564,39 +581,42 @@ fn parse_set(st: &StatementTokens) -> Result<Statement> {
             st.location(0),
         ));
     }
-    // Find `=` among the significant tokens.
-    let Some(eq) = (1..st.significant.len()).find(|&n| st.nth(n).token == Token::Eq) else {
-        let last = st.significant.len().saturating_sub(1);
-        return Err(SqlError::parse_at(
-            format!("Expected: =, found: {}", st.nth(last).token),
-            st.location(last),
-        ));
-    };
-    if eq == 1 {
-        return Err(SqlError::parse_at(
-            "Expected: a configuration key, found: =",
-            st.location(1),
-        ));
-    }
-    let key = if eq == 2
-        && let Some(text) = quoted_string(&st.nth(1).token)
-    {
-        text
+    // The key is one quoted string, or bare tokens written without whitespace
+    // between them (table.exec.mini-batch.enabled); `=` must follow it.
+    let (key, eq) = if let Some(text) = quoted_string(&st.nth(1).token) {
+        (text, 2)
     } else {
-        // A bare key such as table.exec.mini-batch.enabled: no whitespace inside.
-        let from = st.significant[1];
-        let to = st.significant[eq];
-        if let Some(gap) = (from..to).find(|&i| is_whitespace(&st.tokens[i].token)) {
-            let next = (gap..to)
-                .find(|&i| !is_whitespace(&st.tokens[i].token))
-                .unwrap_or(to);
+        let mut n = 1;
+        while !matches!(st.nth(n).token, Token::Eq | Token::EOF) {
+            n += 1;
+            let adjacent = st
+                .significant
+                .get(n)
+                .is_some_and(|&i| i == st.significant[n - 1] + 1);
+            if !adjacent {
+                break;
+            }
+        }
+        if n == 1 {
             return Err(SqlError::parse_at(
-                format!("Expected: =, found: {}", st.tokens[next].token),
-                st.tokens[next].span.start,
+                format!("Expected: a configuration key, found: {}", st.nth(1).token),
+                st.location(1),
             ));
         }
-        st.tokens[from..to].iter().map(|t| bare_text(&t.token)).collect()
+        let from = st.significant[1];
+        let to = st.significant[n - 1] + 1;
+        let key = st.tokens[from..to]
+            .iter()
+            .map(|t| bare_text(&t.token))
+            .collect();
+        (key, n)
     };
+    if st.nth(eq).token != Token::Eq {
+        return Err(SqlError::parse_at(
+            format!("Expected: =, found: {}", st.nth(eq).token),
+            st.location(eq),
+        ));
+    }
 
     let value_start = eq + 1;
     let end = st.significant.len().saturating_sub(1); // index of EOF
@@ -718,11 +738,12 @@ impl TableParser<'_> {
 
     fn parse(mut self) -> Result<CreateTable> {
         self.run(|p| p.expect_keyword_is(Keyword::CREATE))?;
-        self.parser.parse_keyword(Keyword::TEMPORARY);
+        // Temporary tables are ordinary tables: the catalog lives as long as the session.
+        let _temporary = self.parser.parse_keyword(Keyword::TEMPORARY);
         self.run(|p| p.expect_keyword_is(Keyword::TABLE))?;
-        let if_not_exists = self
-            .parser
-            .parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
+        let if_not_exists =
+            self.parser
+                .parse_keywords(&[Keyword::IF, Keyword::NOT, Keyword::EXISTS]);
         let name = self.run(|p| p.parse_object_name(false))?;
         let name = object_name(&name);
         if self.parser.peek_keyword(Keyword::AS) {
@@ -777,7 +798,12 @@ impl TableParser<'_> {
                     self.run(|p| p.parse_identifier())?;
                 }
                 if !self.parser.peek_keyword(Keyword::PRIMARY) {
-                    let what = self.parser.peek_token_ref().token.to_string().to_uppercase();
+                    let what = self
+                        .parser
+                        .peek_token_ref()
+                        .token
+                        .to_string()
+                        .to_uppercase();
                     return Err(SqlError::unsupported_at(
                         format!("{what} constraints (only PRIMARY KEY ... NOT ENFORCED)"),
                         self.location(),
@@ -804,7 +830,12 @@ impl TableParser<'_> {
                 && (self.parser.peek_nth_token_ref(1).token == Token::LParen
                     || self.peek_word(1, "KEY"))
             {
-                let what = self.parser.peek_token_ref().token.to_string().to_uppercase();
+                let what = self
+                    .parser
+                    .peek_token_ref()
+                    .token
+                    .to_string()
+                    .to_uppercase();
                 return Err(SqlError::unsupported_at(
                     format!("{what} constraints (only PRIMARY KEY ... NOT ENFORCED)"),
                     element_at,
@@ -882,8 +913,8 @@ impl TableParser<'_> {
         }
         let type_at = self.location();
         let sql_type = self.parse_column_type()?;
-        let data_type =
-            sql_type_to_arrow(&sql_type).map_err(|reason| SqlError::unsupported_at(reason, type_at))?;
+        let data_type = sql_type_to_arrow(&sql_type)
+            .map_err(|reason| SqlError::unsupported_at(reason, type_at))?;
         let mut nullable = true;
         loop {
             let option_at = self.location();
@@ -939,12 +970,18 @@ impl TableParser<'_> {
             } else {
                 1
             };
-            if self.peek_word(after_precision, "WITH") && self.peek_word(after_precision + 1, "LOCAL")
+            if self.peek_word(after_precision, "WITH")
+                && self.peek_word(after_precision + 1, "LOCAL")
             {
                 self.parser.next_token();
                 let precision = self.run(|p| p.parse_optional_precision())?;
                 self.run(|p| {
-                    p.expect_keywords(&[Keyword::WITH, Keyword::LOCAL, Keyword::TIME, Keyword::ZONE])
+                    p.expect_keywords(&[
+                        Keyword::WITH,
+                        Keyword::LOCAL,
+                        Keyword::TIME,
+                        Keyword::ZONE,
+                    ])
                 })?;
                 return Ok(ast::DataType::Custom(
                     ObjectName::from(vec![ast::Ident::new("TIMESTAMP_LTZ")]),
@@ -958,7 +995,10 @@ impl TableParser<'_> {
     /// The optional `NOT ENFORCED` after a table-level primary key.
     fn parse_not_enforced(&mut self) -> Result<()> {
         let at = self.location();
-        let enforced = if self.parser.parse_keywords(&[Keyword::NOT, Keyword::ENFORCED]) {
+        let enforced = if self
+            .parser
+            .parse_keywords(&[Keyword::NOT, Keyword::ENFORCED])
+        {
             Some(false)
         } else if self.parser.parse_keyword(Keyword::ENFORCED) {
             Some(true)
@@ -1069,4 +1109,467 @@ fn check_columns(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow::datatypes::TimeUnit;
+    use datafusion::sql::sqlparser::ast::{Expr, SetExpr, TableFactor};
+
+    const SCRIPT: &str = "\
+CREATE TABLE payments (
+  txn_id BIGINT, event_time TIMESTAMP(3), card_id BIGINT, account_id BIGINT,
+  merchant_id BIGINT, mcc STRING, country STRING, amount DECIMAL(18, 2),
+  currency STRING, status STRING,
+  WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
+) WITH ('connector' = 'filesystem', 'path' = 'data/payments.csv', 'format' = 'csv');
+
+CREATE TABLE card_minute (
+  window_start TIMESTAMP(3), window_end TIMESTAMP(3), card_id BIGINT,
+  txns BIGINT, total DECIMAL(38, 2), max_amount DECIMAL(18, 2)
+) WITH ('connector' = 'filesystem', 'path' = 'out/card_minute', 'format' = 'csv');
+
+INSERT INTO card_minute
+SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
+FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
+GROUP BY window_start, window_end, card_id;
+";
+
+    fn parse_one(sql: &str) -> Located<Statement> {
+        let mut statements = parse_script(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert_eq!(statements.len(), 1, "{sql}");
+        statements.remove(0)
+    }
+
+    fn parse_error(sql: &str) -> SqlError {
+        match parse_script(sql) {
+            Ok(statements) => panic!("expected an error for {sql}, got {statements:?}"),
+            Err(error) => error,
+        }
+    }
+
+    fn create_table(sql: &str) -> CreateTable {
+        match parse_one(sql).node {
+            Statement::CreateTable(table) => table,
+            other => panic!("not CREATE TABLE: {other:?}"),
+        }
+    }
+
+    fn assert_parse_error(error: &SqlError, line: u64, column: u64, contains: &str) {
+        match error {
+            SqlError::Parse {
+                message,
+                line: l,
+                column: c,
+            } => {
+                assert_eq!((*l, *c), (line, column), "{error}");
+                assert!(message.contains(contains), "{error}");
+            }
+            other => panic!("expected a parse error, got {other:?}"),
+        }
+    }
+
+    fn assert_unsupported(error: &SqlError, line: u64, column: u64, contains: &str) {
+        match error {
+            SqlError::Unsupported {
+                feature,
+                line: l,
+                column: c,
+            } => {
+                assert_eq!((*l, *c), (line, column), "{error}");
+                assert!(feature.contains(contains), "{error}");
+            }
+            other => panic!("expected an unsupported error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn payments_script() {
+        let statements = parse_script(SCRIPT).expect("parses");
+        assert_eq!(statements.len(), 3);
+        assert_eq!((statements[0].line, statements[0].column), (1, 1));
+        assert_eq!((statements[1].line, statements[1].column), (8, 1));
+        assert_eq!((statements[2].line, statements[2].column), (13, 1));
+
+        let Statement::CreateTable(payments) = &statements[0].node else {
+            panic!("not CREATE TABLE");
+        };
+        assert_eq!(payments.name, "payments");
+        assert!(!payments.if_not_exists);
+        let names: Vec<&str> = payments.columns.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "txn_id",
+                "event_time",
+                "card_id",
+                "account_id",
+                "merchant_id",
+                "mcc",
+                "country",
+                "amount",
+                "currency",
+                "status"
+            ]
+        );
+        let column = |name: &str| {
+            payments
+                .columns
+                .iter()
+                .find(|c| c.name == name)
+                .unwrap_or_else(|| panic!("no column {name}"))
+        };
+        assert_eq!(column("txn_id").data_type, DataType::Int64);
+        assert_eq!(column("txn_id").sql_type, "BIGINT");
+        assert_eq!(
+            column("event_time").data_type,
+            DataType::Timestamp(TimeUnit::Millisecond, None)
+        );
+        assert_eq!(column("event_time").sql_type, "TIMESTAMP(3)");
+        assert_eq!(column("mcc").data_type, DataType::Utf8);
+        assert_eq!(column("amount").data_type, DataType::Decimal128(18, 2));
+        assert_eq!(column("amount").sql_type, "DECIMAL(18, 2)");
+        assert!(payments.columns.iter().all(|c| c.nullable));
+        let watermark = payments.watermark.as_ref().expect("watermark");
+        assert_eq!(watermark.column, "event_time");
+        assert_eq!(
+            watermark.expr.to_string(),
+            "event_time - INTERVAL '5' SECOND"
+        );
+        assert!(payments.primary_key.is_empty());
+        assert_eq!(
+            payments.options,
+            [
+                ("connector".to_string(), "filesystem".to_string()),
+                ("path".to_string(), "data/payments.csv".to_string()),
+                ("format".to_string(), "csv".to_string()),
+            ]
+        );
+        assert_eq!(payments.option("path"), Some("data/payments.csv"));
+
+        let Statement::CreateTable(sink) = &statements[1].node else {
+            panic!("not CREATE TABLE");
+        };
+        assert_eq!(sink.name, "card_minute");
+        assert_eq!(sink.columns.len(), 6);
+        assert_eq!(sink.columns[4].data_type, DataType::Decimal128(38, 2));
+        assert!(sink.watermark.is_none());
+
+        let Statement::Insert(insert) = &statements[2].node else {
+            panic!("not INSERT");
+        };
+        assert_eq!(insert.table, "card_minute");
+        assert!(insert.columns.is_empty());
+        let SetExpr::Select(select) = insert.query.body.as_ref() else {
+            panic!("not a select");
+        };
+        assert_eq!(select.projection.len(), 6);
+        let TableFactor::TableFunction { expr, .. } = &select.from[0].relation else {
+            panic!("not a table function");
+        };
+        assert_eq!(
+            expr.to_string(),
+            "TUMBLE(TABLE(payments), DESCRIPTOR(event_time), INTERVAL '1' MINUTES)"
+        );
+    }
+
+    #[test]
+    fn comments_and_several_statements_on_a_line() {
+        let statements = parse_script(
+            "-- settings first\nSET 'a' = 'b'; SET 'c' = 'd';;\n  /* the query */ SELECT 1; -- done\n",
+        )
+        .expect("parses");
+        assert_eq!(statements.len(), 3);
+        assert_eq!((statements[1].line, statements[1].column), (2, 16));
+        assert_eq!((statements[2].line, statements[2].column), (3, 19));
+        assert!(matches!(statements[2].node, Statement::Query(_)));
+        assert!(
+            parse_script("  -- nothing here\n;;")
+                .expect("parses")
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn set_statements() {
+        for (sql, key, value) in [
+            (
+                "SET 'table.exec.state.ttl' = '1 h'",
+                "table.exec.state.ttl",
+                "1 h",
+            ),
+            (
+                "SET 'parallelism.default' = '2'",
+                "parallelism.default",
+                "2",
+            ),
+            ("SET parallelism.default = 2", "parallelism.default", "2"),
+            (
+                "SET table.exec.state.ttl = '1 h'",
+                "table.exec.state.ttl",
+                "1 h",
+            ),
+            (
+                "set execution.runtime-mode = streaming",
+                "execution.runtime-mode",
+                "streaming",
+            ),
+            (
+                "SET 'pipeline.name'='it''s mine'",
+                "pipeline.name",
+                "it's mine",
+            ),
+            (
+                "SET table.exec.state.ttl = 1 h",
+                "table.exec.state.ttl",
+                "1 h",
+            ),
+        ] {
+            match parse_one(sql).node {
+                Statement::Set { key: k, value: v } => {
+                    assert_eq!((k.as_str(), v.as_str()), (key, value), "{sql}");
+                }
+                other => panic!("{sql}: {other:?}"),
+            }
+        }
+        assert_parse_error(&parse_error("SET 'a' 'b'"), 1, 9, "Expected: =");
+        assert_parse_error(&parse_error("SET 'a' ="), 1, 10, "a value");
+        assert_parse_error(&parse_error("SET 'a' = 'b' 'c'"), 1, 15, "end of statement");
+        assert_unsupported(&parse_error("SET"), 1, 1, "SET without a key");
+        assert_parse_error(&parse_error("SET a b = c"), 1, 7, "Expected: =, found: b");
+        assert_parse_error(&parse_error("SET = c"), 1, 5, "configuration key");
+    }
+
+    #[test]
+    fn explain_insert() {
+        let sql = "EXPLAIN PLAN FOR\n  INSERT INTO sink SELECT a, b FROM src WHERE a > 1";
+        let explain = parse_one(sql);
+        assert_eq!((explain.line, explain.column), (1, 1));
+        let Statement::Explain(inner) = explain.node else {
+            panic!("not EXPLAIN");
+        };
+        assert_eq!((inner.line, inner.column), (2, 3));
+        let Statement::Insert(insert) = inner.node else {
+            panic!("not INSERT");
+        };
+        assert_eq!(insert.table, "sink");
+
+        let Statement::Explain(inner) = parse_one("EXPLAIN SELECT 1").node else {
+            panic!("not EXPLAIN");
+        };
+        assert!(matches!(inner.node, Statement::Query(_)));
+
+        let error = parse_error("EXPLAIN\nCREATE TABLE t (a INT)");
+        assert_unsupported(&error, 2, 1, "EXPLAIN of CREATE TABLE statements");
+        let error = parse_error("EXPLAIN CHANGELOG_MODE SELECT 1");
+        assert_unsupported(&error, 1, 9, "EXPLAIN CHANGELOG_MODE");
+        // Errors inside the explained statement keep their real position.
+        let error = parse_error("EXPLAIN\n  SELECT a FROM t WHERE");
+        assert_parse_error(&error, 2, 24, "Expected: an expression, found: EOF");
+    }
+
+    #[test]
+    fn insert_with_columns_and_backticks() {
+        let Statement::Insert(insert) =
+            parse_one("INSERT INTO `My Sink` (`a`, B) SELECT x, y FROM `src`").node
+        else {
+            panic!("not INSERT");
+        };
+        assert_eq!(insert.table, "My Sink");
+        assert_eq!(insert.columns, ["a", "B"]);
+        assert_unsupported(
+            &parse_error("INSERT OVERWRITE t SELECT 1"),
+            1,
+            1,
+            "INSERT OVERWRITE",
+        );
+    }
+
+    #[test]
+    fn create_view() {
+        let Statement::CreateView(view) = parse_one(
+            "CREATE TEMPORARY VIEW IF NOT EXISTS big_payments (id, amt) AS\n\
+             SELECT txn_id, amount FROM payments WHERE amount > 1000",
+        )
+        .node
+        else {
+            panic!("not CREATE VIEW");
+        };
+        assert_eq!(view.name, "big_payments");
+        assert!(view.if_not_exists);
+        assert_eq!(view.columns, ["id", "amt"]);
+        assert_eq!(
+            view.query.to_string(),
+            "SELECT txn_id, amount FROM payments WHERE amount > 1000"
+        );
+
+        let Statement::CreateView(view) = parse_one("CREATE VIEW v AS SELECT * FROM t").node else {
+            panic!("not CREATE VIEW");
+        };
+        assert!(!view.if_not_exists);
+        assert!(view.columns.is_empty());
+        assert_unsupported(
+            &parse_error("CREATE OR REPLACE VIEW v AS SELECT 1"),
+            1,
+            1,
+            "CREATE OR REPLACE VIEW",
+        );
+    }
+
+    #[test]
+    fn queries() {
+        for sql in [
+            "SELECT * FROM payments",
+            "WITH x AS (SELECT 1 AS a) SELECT a FROM x",
+            "(SELECT 1) UNION ALL (SELECT 2)",
+            "VALUES (1, 'a')",
+            "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY card_id ORDER BY amount DESC) AS rn FROM payments) WHERE rn <= 3",
+        ] {
+            assert!(matches!(parse_one(sql).node, Statement::Query(_)), "{sql}");
+        }
+    }
+
+    #[test]
+    fn misspelled_keyword_position() {
+        let error = parse_error("SELECT a, COUNT(*)\nFROM src WHERE a > 1\n    GROUPP BY a");
+        assert_parse_error(&error, 3, 5, "GROUPP");
+        let error = parse_error("INSERT INTO sink\nSELECT a\nFROM src\nWHERE a > 1\n  ORDR BY a");
+        assert_parse_error(&error, 5, 3, "ORDR");
+
+        let error = parse_error("SELECT 1;\nSELEC * FROM t");
+        assert_parse_error(&error, 2, 1, "SELEC");
+
+        let error = parse_error("CREATE TABLE t (\n  a BIGINT,\n    b BIGNT\n)");
+        assert_unsupported(&error, 3, 7, "unknown data type BIGNT");
+
+        let error = parse_error("CREATE TABLE t (\n  a BIGINT,\n    b BIGINT\n) WTH ('a' = 'b')");
+        assert_parse_error(&error, 4, 3, "end of statement");
+
+        let error = parse_error("CREATE TABLE t (\n  a BIGINT\n  b INT)");
+        assert_parse_error(&error, 3, 3, "Expected: , or )");
+
+        let error = parse_error("CREATE TABL t (a INT)");
+        assert_parse_error(&error, 1, 8, "TABL");
+    }
+
+    #[test]
+    fn unterminated_string_is_a_parse_error() {
+        let error = parse_error("SELECT 1;\nSELECT 'abc");
+        assert!(matches!(error, SqlError::Parse { line: 2, .. }), "{error}");
+    }
+
+    #[test]
+    fn unsupported_statements() {
+        let error = parse_error("SELECT 1;\n  DROP TABLE x");
+        assert_unsupported(&error, 2, 3, "DROP TABLE statements");
+        assert_eq!(
+            error.to_string(),
+            "unsupported at line 2, column 3: DROP TABLE statements"
+        );
+        assert_unsupported(
+            &parse_error("ALTER TABLE t RENAME TO u"),
+            1,
+            1,
+            "ALTER TABLE statements",
+        );
+        assert_unsupported(
+            &parse_error("CREATE TEMPORARY FUNCTION f AS 'com.x.F'"),
+            1,
+            1,
+            "CREATE TEMPORARY FUNCTION statements",
+        );
+        assert_unsupported(&parse_error("SHOW TABLES"), 1, 1, "SHOW TABLES statements");
+        assert_unsupported(&parse_error("USE CATALOG c"), 1, 1, "USE statements");
+        assert_unsupported(
+            &parse_error("EXECUTE STATEMENT SET BEGIN INSERT INTO a SELECT 1; END;"),
+            1,
+            1,
+            "STATEMENT SET blocks",
+        );
+    }
+
+    #[test]
+    fn unsupported_table_features() {
+        let error = parse_error("CREATE TABLE t (\n  a BIGINT,\n  b AS a + 1\n)");
+        assert_unsupported(&error, 3, 3, "computed columns");
+        let error = parse_error(
+            "CREATE TABLE t (\n  a BIGINT,\n  ts TIMESTAMP(3) METADATA FROM 'timestamp'\n)",
+        );
+        assert_unsupported(&error, 3, 19, "metadata columns");
+        let error =
+            parse_error("CREATE TABLE t (a BIGINT) PARTITIONED BY (a) WITH ('connector' = 'x')");
+        assert_unsupported(&error, 1, 27, "PARTITIONED BY");
+        let error = parse_error("CREATE TABLE t (a TIMESTAMP(6))");
+        assert_unsupported(&error, 1, 19, "only millisecond precision");
+        let error = parse_error("CREATE TABLE t (a INT, UNIQUE (a))");
+        assert_unsupported(&error, 1, 24, "UNIQUE constraints");
+        let error = parse_error("CREATE TABLE t (a INT, PRIMARY KEY (a) ENFORCED)");
+        assert_unsupported(&error, 1, 40, "ENFORCED primary keys");
+        let error = parse_error("CREATE TABLE t AS SELECT 1");
+        assert_unsupported(&error, 1, 16, "AS SELECT");
+    }
+
+    #[test]
+    fn primary_keys_and_nullability() {
+        let table = create_table(
+            "CREATE TABLE IF NOT EXISTS accounts (\n\
+               account_id BIGINT,\n\
+               `owner` STRING NOT NULL COMMENT 'who',\n\
+               note STRING NULL,\n\
+               opened TIMESTAMP_LTZ(3),\n\
+               closed TIMESTAMP(3) WITH LOCAL TIME ZONE,\n\
+               PRIMARY KEY (account_id) NOT ENFORCED\n\
+             ) COMMENT 'accounts' WITH ('connector' = 'filesystem')",
+        );
+        assert!(table.if_not_exists);
+        assert_eq!(table.primary_key, ["account_id"]);
+        let nullable: Vec<bool> = table.columns.iter().map(|c| c.nullable).collect();
+        assert_eq!(nullable, [false, false, true, true, true]);
+        assert_eq!(table.columns[1].name, "owner");
+        let ltz = DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+        assert_eq!(table.columns[3].data_type, ltz);
+        assert_eq!(table.columns[4].data_type, ltz);
+        assert_eq!(table.columns[4].sql_type, "TIMESTAMP_LTZ(3)");
+
+        let table = create_table("CREATE TABLE t (id BIGINT PRIMARY KEY NOT ENFORCED, v INT)");
+        assert_eq!(table.primary_key, ["id"]);
+        assert!(!table.columns[0].nullable);
+
+        let table =
+            create_table("CREATE TABLE t (id BIGINT, CONSTRAINT pk PRIMARY KEY (id) NOT ENFORCED)");
+        assert_eq!(table.primary_key, ["id"]);
+
+        let error = parse_error("CREATE TABLE t (id BIGINT, PRIMARY KEY (idx) NOT ENFORCED)");
+        assert_parse_error(&error, 1, 41, "PRIMARY KEY column `idx`");
+    }
+
+    #[test]
+    fn watermark_checks() {
+        let error = parse_error("CREATE TABLE t (ts TIMESTAMP(3), WATERMARK FOR tss AS tss)");
+        assert_parse_error(&error, 1, 48, "WATERMARK column `tss`");
+        let error = parse_error("CREATE TABLE t (ts BIGINT, WATERMARK FOR ts AS ts)");
+        assert_parse_error(&error, 1, 42, "must be TIMESTAMP(3)");
+        // A column may be called `watermark`.
+        let table = create_table(
+            "CREATE TABLE t (watermark TIMESTAMP(3), WATERMARK FOR watermark AS watermark)",
+        );
+        assert_eq!(table.columns[0].name, "watermark");
+        assert_eq!(
+            table.watermark.map(|w| w.expr),
+            Some(Expr::Identifier("watermark".into()))
+        );
+    }
+
+    #[test]
+    fn table_options_errors() {
+        let error = parse_error("CREATE TABLE t (a INT) WITH (connector = 'x')");
+        assert_parse_error(&error, 1, 30, "quoted option key");
+        let error = parse_error("CREATE TABLE t (a INT) WITH ('a' = 'x', 'a' = 'y')");
+        assert_parse_error(&error, 1, 41, "given twice");
+        let table = create_table("CREATE TABLE t (a INT) WITH ()");
+        assert!(table.options.is_empty());
+        let table = create_table("CREATE TABLE cat.db.t (a INT)");
+        assert_eq!(table.name, "cat.db.t");
+    }
 }

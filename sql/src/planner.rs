@@ -20,7 +20,8 @@ use datafusion::datasource::view::ViewTable;
 use datafusion::execution::SessionState;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast};
 use datafusion::optimizer::Optimizer;
-use datafusion::physical_planner::create_aggregate_expr_and_maybe_filter;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
 use datafusion::sql::sqlparser::ast::{ExprWithAlias, Query, Statement as SqlStatement};
@@ -325,16 +326,23 @@ impl<'a> Planner<'a> {
                 };
                 let mut calls = Vec::new();
                 for expr in &aggregate.aggr_expr {
-                    let (function, filter, order_by) = create_aggregate_expr_and_maybe_filter(
+                    let state = self.state();
+                    let planning = PhysicalPlanningContext::default();
+                    let lowered = LoweredAggregateBuilder::new(
                         expr,
                         input_schema,
                         &input_arrow,
-                        self.state().execution_props(),
-                    )?;
-                    if !order_by.is_empty() {
+                        state.execution_props(),
+                        &planning,
+                    )
+                    .build()?;
+                    if !lowered.order_bys.is_empty() {
                         return Err(unsupported("ORDER BY inside an aggregate function"));
                     }
-                    calls.push(AggregateCall { function, filter });
+                    calls.push(AggregateCall {
+                        function: lowered.aggregate,
+                        filter: lowered.filter,
+                    });
                 }
                 let spec = AggregateSpec::new(
                     group_exprs,
@@ -376,13 +384,15 @@ impl<'a> Planner<'a> {
                 &df_schema,
             )?;
             let physical = state.create_physical_expr(logical, &df_schema)?;
-            let time_column = schema.index_of(&wm.column)?;
+            let time_column = schema.index_of(&wm.column).map_err(datafusion::error::DataFusionError::from)?;
             let op = WatermarkAssigner::new(schema.clone(), time_column, physical, wm.expr.to_string());
             node = graph.add_operator(Arc::new(op), node);
         }
         let mut origins = vec![Origin::Other; schema.fields().len()];
         if let Some(tvf) = &table.window {
-            let time_column = schema.index_of(&tvf.time_column)?;
+            let time_column = schema
+                .index_of(&tvf.time_column)
+                .map_err(datafusion::error::DataFusionError::from)?;
             let op = match tvf.kind {
                 WindowKind::Tumble { size_ms, offset_ms } => {
                     TumbleAssigner::new(schema.clone(), time_column, size_ms, offset_ms)?

@@ -290,7 +290,10 @@ mod tests {
         assert_eq!(arrow("DECIMAL"), Ok(DataType::Decimal128(10, 0)));
         assert_eq!(arrow("DECIMAL(5)"), Ok(DataType::Decimal128(5, 0)));
         let error = arrow("DECIMAL(39, 2)").unwrap_err();
-        assert!(error.contains("precision must be between 1 and 38"), "{error}");
+        assert!(
+            error.contains("precision must be between 1 and 38"),
+            "{error}"
+        );
         assert!(arrow("DECIMAL(0, 0)").is_err());
         assert!(arrow("DECIMAL(5, 6)").is_err());
     }
@@ -327,10 +330,16 @@ mod tests {
 
     #[test]
     fn sql_type_text_is_normalized() {
-        assert_eq!(sql_type_text(&parse_type("decimal(18,2)")), "DECIMAL(18, 2)");
+        assert_eq!(
+            sql_type_text(&parse_type("decimal(18,2)")),
+            "DECIMAL(18, 2)"
+        );
         assert_eq!(sql_type_text(&parse_type("timestamp(3)")), "TIMESTAMP(3)");
         assert_eq!(sql_type_text(&parse_type("string")), "STRING");
-        assert_eq!(sql_type_text(&parse_type("TIMESTAMP_LTZ(3)")), "TIMESTAMP_LTZ(3)");
+        assert_eq!(
+            sql_type_text(&parse_type("TIMESTAMP_LTZ(3)")),
+            "TIMESTAMP_LTZ(3)"
+        );
     }
 
     #[test]
@@ -338,7 +347,10 @@ mod tests {
         assert_eq!(arrow_to_sql_type(&DataType::Int64), "BIGINT");
         assert_eq!(arrow_to_sql_type(&DataType::Int32), "INT");
         assert_eq!(arrow_to_sql_type(&DataType::Utf8), "STRING");
-        assert_eq!(arrow_to_sql_type(&DataType::Decimal128(38, 2)), "DECIMAL(38, 2)");
+        assert_eq!(
+            arrow_to_sql_type(&DataType::Decimal128(38, 2)),
+            "DECIMAL(38, 2)"
+        );
         assert_eq!(
             arrow_to_sql_type(&DataType::Timestamp(TimeUnit::Millisecond, None)),
             "TIMESTAMP(3)"

@@ -110,7 +110,12 @@ pub fn parse_date(text: &str) -> Result<i32, String> {
 /// Parses a `TIMESTAMP(3)` into milliseconds since the epoch (UTC, no zone shift).
 pub fn parse_timestamp_millis(text: &str, standard: TimestampStandard) -> Result<i64, String> {
     let bytes = text.as_bytes();
-    let invalid = || format!("invalid timestamp '{text}'; expected '{}'", standard.pattern());
+    let invalid = || {
+        format!(
+            "invalid timestamp '{text}'; expected '{}'",
+            standard.pattern()
+        )
+    };
     let days = parse_date_prefix(bytes).ok_or_else(invalid)?;
     match (bytes.get(10), standard) {
         (Some(b'T'), TimestampStandard::Sql) => {
@@ -130,10 +135,10 @@ pub fn parse_timestamp_millis(text: &str, standard: TimestampStandard) -> Result
         _ => return Err(invalid()),
     }
     let mut rest = &bytes[11..];
-    if standard == TimestampStandard::Iso8601 {
-        if let Some(stripped) = rest.strip_suffix(b"Z") {
-            rest = stripped;
-        }
+    if standard == TimestampStandard::Iso8601
+        && let Some(stripped) = rest.strip_suffix(b"Z")
+    {
+        rest = stripped;
     }
     let hour = digits(rest, 2).ok_or_else(invalid)?;
     if rest.get(2) != Some(&b':') {
@@ -148,9 +153,7 @@ pub fn parse_timestamp_millis(text: &str, standard: TimestampStandard) -> Result
         pos += 3;
         if rest.get(pos) == Some(&b'.') {
             let fraction = &rest[pos + 1..];
-            if fraction.is_empty()
-                || fraction.len() > 9
-                || !fraction.iter().all(u8::is_ascii_digit)
+            if fraction.is_empty() || fraction.len() > 9 || !fraction.iter().all(u8::is_ascii_digit)
             {
                 return Err(invalid());
             }
@@ -235,7 +238,10 @@ mod tests {
             parse_timestamp_millis("2023-11-14 22:13", SQL),
             Ok(1_700_000_000_000 - 20_000)
         );
-        assert_eq!(parse_timestamp_millis("1969-12-31 23:59:59.999", SQL), Ok(-1));
+        assert_eq!(
+            parse_timestamp_millis("1969-12-31 23:59:59.999", SQL),
+            Ok(-1)
+        );
     }
 
     #[test]
@@ -281,7 +287,10 @@ mod tests {
 
     #[test]
     fn formats_timestamps_and_dates() {
-        assert_eq!(format_timestamp_millis(1_700_000_000_123), "2023-11-14 22:13:20.123");
+        assert_eq!(
+            format_timestamp_millis(1_700_000_000_123),
+            "2023-11-14 22:13:20.123"
+        );
         assert_eq!(format_timestamp_millis(-1), "1969-12-31 23:59:59.999");
         let mut s = String::new();
         write_timestamp_millis(0, ISO, &mut s);

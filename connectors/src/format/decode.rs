@@ -55,7 +55,9 @@ fn parse_bool(text: &str) -> Result<Cell, String> {
     } else if trimmed.eq_ignore_ascii_case("false") {
         Ok(Cell::Bool(false))
     } else {
-        Err(format!("invalid boolean '{text}'; expected 'true' or 'false'"))
+        Err(format!(
+            "invalid boolean '{text}'; expected 'true' or 'false'"
+        ))
     }
 }
 

@@ -81,7 +81,10 @@ mod tests {
         let mut p = MalformedPolicy::new("csv", "data/payments.csv", false);
         let err = p.reject(17, "bad", &metrics).unwrap_err();
         assert!(matches!(err, EngineError::MalformedInput(_)));
-        assert_eq!(err.to_string(), "malformed csv row in data/payments.csv line 17: bad");
+        assert_eq!(
+            err.to_string(),
+            "malformed csv row in data/payments.csv line 17: bad"
+        );
         assert_eq!(metrics.rows_rejected.load(Ordering::Relaxed), 0);
     }
 

@@ -96,9 +96,7 @@ impl FormatConfig {
     ) -> Result<Box<dyn BatchDecoder>, EngineError> {
         Ok(match self {
             FormatConfig::Csv(o) => Box::new(CsvDecoder::new(table, schema, o, location, input)?),
-            FormatConfig::Json(o) => {
-                Box::new(JsonDecoder::new(table, schema, o, location, input)?)
-            }
+            FormatConfig::Json(o) => Box::new(JsonDecoder::new(table, schema, o, location, input)?),
         })
     }
 
@@ -107,8 +105,7 @@ impl FormatConfig {
         Ok(match self {
             FormatConfig::Csv(o) => Box::new(CsvEncoder::new(o.clone())),
             FormatConfig::Json(o) => {
-                let names: Vec<String> =
-                    schema.fields().iter().map(|f| f.name().clone()).collect();
+                let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
                 Box::new(JsonEncoder::new(&names, o.clone())?)
             }
         })

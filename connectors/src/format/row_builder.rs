@@ -327,10 +327,20 @@ mod tests {
     #[test]
     fn a_failing_row_leaves_no_partial_values() {
         let mut b = RowBatchBuilder::new("t", schema(), TimestampStandard::Sql).unwrap();
-        b.append_text_row(&[Some("1"), Some("2024-01-01 00:00:00"), Some("1.5"), Some("a")])
-            .unwrap();
+        b.append_text_row(&[
+            Some("1"),
+            Some("2024-01-01 00:00:00"),
+            Some("1.5"),
+            Some("a"),
+        ])
+        .unwrap();
         let err = b
-            .append_text_row(&[Some("2"), Some("2024-01-01 00:00:01"), Some("abc"), Some("b")])
+            .append_text_row(&[
+                Some("2"),
+                Some("2024-01-01 00:00:01"),
+                Some("abc"),
+                Some("b"),
+            ])
             .unwrap_err();
         assert_eq!(
             err.message,
@@ -340,11 +350,15 @@ mod tests {
             .append_text_row(&[None, Some(""), Some(""), Some("")])
             .unwrap_err();
         assert!(err.message.contains("NOT NULL"), "{err}");
-        b.append_text_row(&[Some("3"), Some(""), Some(""), None]).unwrap();
+        b.append_text_row(&[Some("3"), Some(""), Some(""), None])
+            .unwrap();
         assert_eq!(b.len(), 2);
         let batch = b.finish().unwrap();
         assert_eq!(batch.num_rows(), 2);
-        assert_eq!(batch.column(0).as_primitive::<Int64Type>().values(), &[1, 3]);
+        assert_eq!(
+            batch.column(0).as_primitive::<Int64Type>().values(),
+            &[1, 3]
+        );
         let amounts = batch.column(2).as_primitive::<Decimal128Type>();
         assert_eq!(amounts.value(0), 150);
         assert!(amounts.is_null(1));

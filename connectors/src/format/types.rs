@@ -63,7 +63,9 @@ impl ColumnType {
                     scale: *scale,
                 }
             }
-            DataType::Timestamp(TimeUnit::Millisecond, tz) => ColumnType::Timestamp { tz: tz.clone() },
+            DataType::Timestamp(TimeUnit::Millisecond, tz) => {
+                ColumnType::Timestamp { tz: tz.clone() }
+            }
             DataType::Date32 => ColumnType::Date,
             _ => return None,
         })
@@ -142,7 +144,10 @@ mod tests {
 
     #[test]
     fn names_follow_flink_sql() {
-        assert_eq!(sql_type_name(&DataType::Decimal128(18, 2)), "DECIMAL(18, 2)");
+        assert_eq!(
+            sql_type_name(&DataType::Decimal128(18, 2)),
+            "DECIMAL(18, 2)"
+        );
         assert_eq!(
             sql_type_name(&DataType::Timestamp(TimeUnit::Millisecond, None)),
             "TIMESTAMP(3)"
@@ -156,7 +161,12 @@ mod tests {
             Field::new("a", DataType::Int64, true),
             Field::new("b", DataType::UInt32, true),
         ]);
-        let err = ColumnType::for_schema("t", &schema).unwrap_err().to_string();
-        assert!(err.starts_with("table 't': column 'b' has type UInt32"), "{err}");
+        let err = ColumnType::for_schema("t", &schema)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("table 't': column 'b' has type UInt32"),
+            "{err}"
+        );
     }
 }

@@ -102,10 +102,10 @@ impl BatchDecoder for CsvDecoder {
                     let line = self.record.position().map_or(0, |p| p.line());
                     let staged = self.stage_record();
                     self.at_start = false;
-                    if let Err(reason) = staged {
-                        if let Err(e) = self.policy.reject(line, &reason, metrics) {
-                            break Err(e);
-                        }
+                    if let Err(reason) = staged
+                        && let Err(e) = self.policy.reject(line, &reason, metrics)
+                    {
+                        break Err(e);
                     }
                 }
                 Err(e) => {
@@ -138,8 +138,8 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::{Array, AsArray};
     use datafusion::arrow::datatypes::{
-        DataType, Date32Type, Decimal128Type, Field, Float64Type, Int64Type, Schema,
-        TimeUnit, TimestampMillisecondType,
+        DataType, Date32Type, Decimal128Type, Field, Float64Type, Int64Type, Schema, TimeUnit,
+        TimestampMillisecondType,
     };
     use std::io::Cursor;
     use std::sync::Arc;
@@ -180,7 +180,10 @@ mod tests {
         let mut d = decoder(text, CsvOptions::default());
         let batches = read_all(&mut d, &metrics, 2).unwrap();
         assert_eq!(
-            batches.iter().map(RecordBatch::num_rows).collect::<Vec<_>>(),
+            batches
+                .iter()
+                .map(RecordBatch::num_rows)
+                .collect::<Vec<_>>(),
             vec![2, 1]
         );
         let b = &batches[0];

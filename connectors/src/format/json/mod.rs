@@ -54,7 +54,9 @@ impl JsonOptions {
             Some(v) if v.eq_ignore_ascii_case("SQL") => TimestampStandard::Sql,
             Some(v) if v.eq_ignore_ascii_case("ISO-8601") => TimestampStandard::Iso8601,
             Some(_) => {
-                return Err(options.error(TIMESTAMP_FORMAT_STANDARD, "expected 'SQL' or 'ISO-8601'"));
+                return Err(
+                    options.error(TIMESTAMP_FORMAT_STANDARD, "expected 'SQL' or 'ISO-8601'")
+                );
             }
         };
         options.bool_or(ENCODE_DECIMAL_AS_PLAIN_NUMBER, true)?;
@@ -75,7 +77,10 @@ mod tests {
     #[test]
     fn reads_options() {
         let map: BTreeMap<String, String> = [
-            (TIMESTAMP_FORMAT_STANDARD.to_string(), "ISO-8601".to_string()),
+            (
+                TIMESTAMP_FORMAT_STANDARD.to_string(),
+                "ISO-8601".to_string(),
+            ),
             (FAIL_ON_MISSING_FIELD.to_string(), "true".to_string()),
         ]
         .into();

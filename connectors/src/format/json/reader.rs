@@ -6,7 +6,6 @@ use std::io::BufRead;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
-use serde::Deserializer as _;
 use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use watershed_engine::EngineError;
@@ -91,7 +90,9 @@ impl JsonDecoder {
     fn stage_value(&mut self, i: usize, raw: &str) -> Result<(), String> {
         let ty = self.builder.types().get(i).cloned();
         let found = |builder: &RowBatchBuilder, what: &str| {
-            builder.field_error(i, format!("unexpected {what} {raw}")).message
+            builder
+                .field_error(i, format!("unexpected {what} {raw}"))
+                .message
         };
         match raw.as_bytes().first() {
             None | Some(b'n') => {
@@ -273,7 +274,10 @@ mod tests {
         ]))
     }
 
-    fn decode(text: &str, options: JsonOptions) -> (Result<Vec<RecordBatch>, EngineError>, NodeMetrics) {
+    fn decode(
+        text: &str,
+        options: JsonOptions,
+    ) -> (Result<Vec<RecordBatch>, EngineError>, NodeMetrics) {
         let input: Box<dyn BufRead + Send> = Box::new(Cursor::new(text.as_bytes().to_vec()));
         let mut d = JsonDecoder::new("t", schema(), &options, "in.json", input).unwrap();
         let metrics = NodeMetrics::default();
@@ -301,7 +305,9 @@ mod tests {
         let b = &batches[0];
         assert_eq!(b.column(0).as_primitive::<Int64Type>().values(), &[1, 2]);
         assert_eq!(
-            b.column(1).as_primitive::<TimestampMillisecondType>().value(0),
+            b.column(1)
+                .as_primitive::<TimestampMillisecondType>()
+                .value(0),
             1_704_067_200_500
         );
         assert!(b.column(1).is_null(1));
@@ -332,8 +338,7 @@ mod tests {
         )]));
         let text = "{\"a\": 0.1}\n{\"a\": 0.2}\n{\"a\": 1e1}\n";
         let input: Box<dyn BufRead + Send> = Box::new(Cursor::new(text.as_bytes().to_vec()));
-        let mut d =
-            JsonDecoder::new("t", schema, &JsonOptions::default(), "x", input).unwrap();
+        let mut d = JsonDecoder::new("t", schema, &JsonOptions::default(), "x", input).unwrap();
         let b = d.next_batch(10, &NodeMetrics::default()).unwrap().unwrap();
         let values = b.column(0).as_primitive::<Decimal128Type>();
         assert_eq!(values.values(), &[1, 2, 100]);
@@ -357,7 +362,12 @@ mod tests {
         let (result, _) = decode("{\"id\": 1.5}\n", JsonOptions::default());
         assert!(result.unwrap_err().to_string().contains("invalid integer"));
         let (result, _) = decode("{\"ts\": 5}\n", JsonOptions::default());
-        assert!(result.unwrap_err().to_string().contains("unexpected number 5"));
+        assert!(
+            result
+                .unwrap_err()
+                .to_string()
+                .contains("unexpected number 5")
+        );
     }
 
     #[test]
@@ -390,8 +400,7 @@ mod tests {
         let schema = Arc::new(Schema::new(vec![Field::new("a", DataType::Int32, true)]));
         let text = "{\"a\": 7}\n";
         let input: Box<dyn BufRead + Send> = Box::new(Cursor::new(text.as_bytes().to_vec()));
-        let mut d =
-            JsonDecoder::new("t", schema, &JsonOptions::default(), "x", input).unwrap();
+        let mut d = JsonDecoder::new("t", schema, &JsonOptions::default(), "x", input).unwrap();
         let b = d.next_batch(10, &NodeMetrics::default()).unwrap().unwrap();
         assert_eq!(b.column(0).as_primitive::<Int32Type>().value(0), 7);
     }

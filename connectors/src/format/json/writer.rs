@@ -145,7 +145,10 @@ mod tests {
         let mut encoder = JsonEncoder::new(&names(), options).unwrap();
         encoder.encode(&batch(), &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
-        assert!(text.contains("\"ts\":\"2024-01-01T00:00:00.000\""), "{text}");
+        assert!(
+            text.contains("\"ts\":\"2024-01-01T00:00:00.000\""),
+            "{text}"
+        );
         assert!(text.ends_with("{\"x\":null,\"ok\":false}\n"), "{text}");
         let err = encoder
             .encode(&batch().project(&[0]).unwrap(), &mut Vec::new())

@@ -1,0 +1,304 @@
+//! The filesystem sink: writes a directory of part files.
+//!
+//! A part file is written under a hidden in-progress name and renamed to its
+//! visible name when it is closed: when it grows past
+//! `'sink.rolling-policy.file-size'` or when the sink finishes. Readers of the
+//! directory (including this connector's source) therefore never see a partial
+//! file.
+//!
+//! Without checkpoint hooks in the `Sink` trait, a rolled part is committed as
+//! soon as it is closed; once the engine signals checkpoints, closed parts should
+//! stay pending until the checkpoint completes (exactly-once).
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use watershed_engine::EngineError;
+use watershed_engine::connector::TableSpec;
+use watershed_engine::sink::{Sink, SinkFactory};
+
+use super::part_file::PartFileNames;
+use super::{FileSystemConfig, IDENTIFIER};
+use crate::explain::explain_options;
+use crate::format::BatchEncoder;
+use crate::options::TableOptions;
+
+/// Write buffer per open part file.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// Builds writers of a filesystem table.
+#[derive(Debug, Clone)]
+pub struct FileSinkFactory {
+    table: String,
+    schema: SchemaRef,
+    config: FileSystemConfig,
+    explain: Vec<String>,
+}
+
+impl FileSinkFactory {
+    /// Validates the table's options.
+    pub fn new(table: &TableSpec) -> Result<Self, EngineError> {
+        let options = TableOptions::from_spec(table);
+        let config = FileSystemConfig::from_options(&options)?;
+        Ok(FileSinkFactory {
+            table: table.name.clone(),
+            schema: table.schema.clone(),
+            config,
+            explain: explain_options(IDENTIFIER, &table.options),
+        })
+    }
+
+    /// The parsed options.
+    pub fn config(&self) -> &FileSystemConfig {
+        &self.config
+    }
+}
+
+impl SinkFactory for FileSinkFactory {
+    fn explain(&self) -> Vec<String> {
+        self.explain.clone()
+    }
+
+    /// Creates the output directory if needed and a writer with a fresh run id.
+    fn create(&self) -> Result<Box<dyn Sink>, EngineError> {
+        let dir = &self.config.path;
+        if dir.is_file() {
+            return Err(EngineError::Config(format!(
+                "table '{}': sink path '{}' is a file; the filesystem sink writes a directory",
+                self.table,
+                dir.display()
+            )));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| {
+            EngineError::io(
+                format!(
+                    "table '{}': cannot create directory '{}'",
+                    self.table,
+                    dir.display()
+                ),
+                e,
+            )
+        })?;
+        Ok(Box::new(FileSink {
+            table: self.table.clone(),
+            dir: dir.clone(),
+            names: PartFileNames::new(0),
+            encoder: self.config.format.encoder(&self.schema)?,
+            buffer: Vec::new(),
+            current: None,
+            next_part: 0,
+            rolling_file_size: self.config.rolling_file_size,
+        }))
+    }
+}
+
+/// The part file being written.
+struct OpenPart {
+    counter: u64,
+    hidden: PathBuf,
+    writer: BufWriter<File>,
+    bytes: u64,
+}
+
+struct FileSink {
+    table: String,
+    dir: PathBuf,
+    names: PartFileNames,
+    encoder: Box<dyn BatchEncoder>,
+    buffer: Vec<u8>,
+    current: Option<OpenPart>,
+    next_part: u64,
+    rolling_file_size: u64,
+}
+
+impl FileSink {
+    fn io_error(&self, what: &str, path: &Path, e: std::io::Error) -> EngineError {
+        EngineError::io(
+            format!("table '{}': cannot {what} '{}'", self.table, path.display()),
+            e,
+        )
+    }
+
+    fn open_part(&mut self) -> Result<OpenPart, EngineError> {
+        let counter = self.next_part;
+        self.next_part += 1;
+        let hidden = self.dir.join(self.names.in_progress(counter));
+        let file = File::create(&hidden).map_err(|e| self.io_error("create", &hidden, e))?;
+        Ok(OpenPart {
+            counter,
+            hidden,
+            writer: BufWriter::with_capacity(WRITE_BUFFER, file),
+            bytes: 0,
+        })
+    }
+
+    /// Flushes, syncs and renames the current part to its visible name.
+    fn commit_current(&mut self) -> Result<(), EngineError> {
+        let Some(part) = self.current.take() else {
+            return Ok(());
+        };
+        let file = part
+            .writer
+            .into_inner()
+            .map_err(|e| self.io_error("write", &part.hidden, e.into_error()))?;
+        file.sync_all()
+            .map_err(|e| self.io_error("sync", &part.hidden, e))?;
+        drop(file);
+        let visible = self.dir.join(self.names.visible(part.counter));
+        std::fs::rename(&part.hidden, &visible)
+            .map_err(|e| self.io_error("commit part file", &part.hidden, e))
+    }
+}
+
+#[async_trait]
+impl Sink for FileSink {
+    async fn write_batch(&mut self, batch: RecordBatch) -> Result<(), EngineError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        self.buffer.clear();
+        self.encoder.encode(&batch, &mut self.buffer)?;
+        let len = self.buffer.len() as u64;
+        let full = self
+            .current
+            .as_ref()
+            .is_some_and(|p| p.bytes > 0 && p.bytes + len > self.rolling_file_size);
+        if full {
+            self.commit_current()?;
+        }
+        let mut part = match self.current.take() {
+            Some(part) => part,
+            None => self.open_part()?,
+        };
+        let written = part.writer.write_all(&self.buffer);
+        part.bytes += len;
+        let hidden = part.hidden.clone();
+        self.current = Some(part);
+        written.map_err(|e| self.io_error("write", &hidden, e))
+    }
+
+    async fn finish(&mut self) -> Result<(), EngineError> {
+        self.commit_current()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{ArrayRef, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+
+    fn spec(path: &Path, extra: &[(&str, &str)]) -> TableSpec {
+        let mut options: BTreeMap<String, String> = [
+            ("connector", "filesystem"),
+            ("path", path.to_str().unwrap()),
+            ("format", "csv"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        for (k, v) in extra {
+            options.insert(k.to_string(), v.to_string());
+        }
+        TableSpec {
+            name: "out".into(),
+            schema: Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, true),
+                Field::new("name", DataType::Utf8, true),
+            ])),
+            options,
+            time_column: None,
+        }
+    }
+
+    fn batch(from: i64, n: i64) -> RecordBatch {
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(from..from + n));
+        let names: ArrayRef = Arc::new(StringArray::from_iter_values(
+            (from..from + n).map(|i| format!("name-{i}")),
+        ));
+        RecordBatch::try_from_iter([("id", ids), ("name", names)]).unwrap()
+    }
+
+    fn listing(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[tokio::test]
+    async fn part_is_hidden_until_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let factory = FileSinkFactory::new(&spec(&out, &[])).unwrap();
+        let mut sink = factory.create().unwrap();
+        sink.write_batch(batch(0, 2)).await.unwrap();
+        let during = listing(&out);
+        assert_eq!(during.len(), 1);
+        assert!(during[0].starts_with(".part-") && during[0].ends_with("-0-0.inprogress"));
+        sink.finish().await.unwrap();
+        sink.finish().await.unwrap();
+        let after = listing(&out);
+        assert_eq!(after.len(), 1);
+        assert!(
+            after[0].starts_with("part-") && after[0].ends_with("-0-0"),
+            "{after:?}"
+        );
+        let text = std::fs::read_to_string(out.join(&after[0])).unwrap();
+        assert_eq!(text, "0,name-0\n1,name-1\n");
+    }
+
+    #[tokio::test]
+    async fn rolls_part_files_by_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let factory = FileSinkFactory::new(&spec(
+            dir.path(),
+            &[("sink.rolling-policy.file-size", "100b")],
+        ))
+        .unwrap();
+        let mut sink = factory.create().unwrap();
+        for i in 0..10 {
+            // 5 rows of about 10 bytes each per batch.
+            sink.write_batch(batch(i * 5, 5)).await.unwrap();
+        }
+        sink.write_batch(batch(0, 0)).await.unwrap();
+        sink.finish().await.unwrap();
+        let files = listing(dir.path());
+        assert!(files.len() >= 5, "{files:?}");
+        assert!(files.iter().all(|f| f.starts_with("part-")), "{files:?}");
+        let mut total = 0;
+        for f in &files {
+            let text = std::fs::read_to_string(dir.path().join(f)).unwrap();
+            assert!(text.len() <= 100, "{f}: {}", text.len());
+            total += text.lines().count();
+        }
+        assert_eq!(total, 50);
+    }
+
+    #[tokio::test]
+    async fn nothing_written_means_no_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let factory = FileSinkFactory::new(&spec(dir.path(), &[])).unwrap();
+        let mut sink = factory.create().unwrap();
+        sink.finish().await.unwrap();
+        assert!(listing(dir.path()).is_empty());
+    }
+
+    #[test]
+    fn a_file_path_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("f.csv");
+        std::fs::write(&file, "").unwrap();
+        let factory = FileSinkFactory::new(&spec(&file, &[])).unwrap();
+        let err = factory.create().err().unwrap().to_string();
+        assert!(err.contains("is a file"), "{err}");
+    }
+}

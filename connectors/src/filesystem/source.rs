@@ -1,0 +1,333 @@
+//! The filesystem source: reads one file, or every visible file of a directory
+//! in name order, as a bounded stream of batches.
+//!
+//! Files are read in natural name order (digit runs compare by value, so
+//! `part-x-0-2` comes before `part-x-0-10`, i.e. the order the sink wrote them).
+//! Files are read through a buffered reader and decoded incrementally, so memory
+//! stays bounded by the batch size whatever the file size. Hidden files (names
+//! starting with `.` or `_`, such as in-progress part files) and subdirectories
+//! are skipped.
+
+use std::cmp::Ordering;
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use watershed_engine::EngineError;
+use watershed_engine::connector::TableSpec;
+use watershed_engine::source::{Source, SourceContext, SourceFactory};
+
+use super::{FileSystemConfig, IDENTIFIER};
+use crate::explain::explain_options;
+use crate::format::types::ColumnType;
+use crate::format::{BatchDecoder, FormatConfig};
+use crate::options::TableOptions;
+
+/// Read buffer per open file.
+const READ_BUFFER: usize = 256 * 1024;
+
+/// Builds readers of a filesystem table.
+#[derive(Debug, Clone)]
+pub struct FileSourceFactory {
+    table: String,
+    schema: SchemaRef,
+    config: FileSystemConfig,
+    explain: Vec<String>,
+}
+
+impl FileSourceFactory {
+    /// Validates the table's options and column types. The path itself is only
+    /// looked at when a reader is created, so EXPLAIN works without the data.
+    pub fn new(table: &TableSpec) -> Result<Self, EngineError> {
+        let options = TableOptions::from_spec(table);
+        let config = FileSystemConfig::from_options(&options)?;
+        ColumnType::for_schema(&table.name, &table.schema)?;
+        Ok(FileSourceFactory {
+            table: table.name.clone(),
+            schema: table.schema.clone(),
+            config,
+            explain: explain_options(IDENTIFIER, &table.options),
+        })
+    }
+
+    /// The parsed options.
+    pub fn config(&self) -> &FileSystemConfig {
+        &self.config
+    }
+}
+
+impl SourceFactory for FileSourceFactory {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn explain(&self) -> Vec<String> {
+        self.explain.clone()
+    }
+
+    fn is_bounded(&self) -> bool {
+        true
+    }
+
+    fn create(&self) -> Result<Box<dyn Source>, EngineError> {
+        let files = list_input_files(&self.table, &self.config.path)?;
+        Ok(Box::new(FileSource {
+            table: self.table.clone(),
+            schema: self.schema.clone(),
+            format: self.config.format.clone(),
+            files: files.into(),
+            current: None,
+        }))
+    }
+}
+
+/// True for names the source skips: hidden (`.x`) and marker/in-progress (`_x`) files.
+fn is_hidden(name: &str) -> bool {
+    name.starts_with('.') || name.starts_with('_')
+}
+
+/// Compares names with digit runs ordered by numeric value (`a2` < `a10`);
+/// names equal in that order fall back to plain byte order.
+pub fn natural_cmp(a: &str, b: &str) -> Ordering {
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let (nx, rx) = x.split_at(x.iter().take_while(|b| b.is_ascii_digit()).count());
+                let (ny, ry) = y.split_at(y.iter().take_while(|b| b.is_ascii_digit()).count());
+                let trim = |n: &'_ [u8]| -> usize { n.iter().take_while(|b| **b == b'0').count() };
+                let (nx, ny) = (&nx[trim(nx)..], &ny[trim(ny)..]);
+                let order = nx.len().cmp(&ny.len()).then_with(|| nx.cmp(ny));
+                if order != Ordering::Equal {
+                    return order;
+                }
+                (x, y) = (rx, ry);
+            }
+            (Some(c), Some(d)) => {
+                if c != d {
+                    return c.cmp(d);
+                }
+                (x, y) = (&x[1..], &y[1..]);
+            }
+        }
+    }
+}
+
+/// The files to read for `path`: itself if it is a file, else the visible
+/// regular files directly inside it, in natural name order.
+pub fn list_input_files(table: &str, path: &Path) -> Result<Vec<PathBuf>, EngineError> {
+    let io_error = |what: &str, p: &Path, e| {
+        EngineError::io(
+            format!("table '{table}': cannot {what} '{}'", p.display()),
+            e,
+        )
+    };
+    let metadata = std::fs::metadata(path).map_err(|e| io_error("read path", path, e))?;
+    if metadata.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(path).map_err(|e| io_error("list directory", path, e))? {
+        let entry = entry.map_err(|e| io_error("list directory", path, e))?;
+        let name = entry.file_name();
+        if is_hidden(&name.to_string_lossy()) {
+            continue;
+        }
+        let entry_path = entry.path();
+        let is_file = std::fs::metadata(&entry_path)
+            .map_err(|e| io_error("read path", &entry_path, e))?
+            .is_file();
+        if is_file {
+            files.push(entry_path);
+        }
+    }
+    files.sort_by(|a, b| {
+        let name = |p: &PathBuf| {
+            p.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        };
+        natural_cmp(&name(a), &name(b))
+    });
+    Ok(files)
+}
+
+/// Reads the listed files one after the other.
+struct FileSource {
+    table: String,
+    schema: SchemaRef,
+    format: FormatConfig,
+    files: VecDeque<PathBuf>,
+    current: Option<Box<dyn BatchDecoder>>,
+}
+
+impl FileSource {
+    fn open(&self, path: &Path) -> Result<Box<dyn BatchDecoder>, EngineError> {
+        let file = File::open(path).map_err(|e| {
+            EngineError::io(
+                format!("table '{}': cannot open '{}'", self.table, path.display()),
+                e,
+            )
+        })?;
+        self.format.decoder(
+            &self.table,
+            self.schema.clone(),
+            path.display().to_string(),
+            Box::new(BufReader::with_capacity(READ_BUFFER, file)),
+        )
+    }
+}
+
+#[async_trait]
+impl Source for FileSource {
+    async fn next_batch(
+        &mut self,
+        ctx: &SourceContext,
+    ) -> Result<Option<RecordBatch>, EngineError> {
+        loop {
+            if self.current.is_none() {
+                let Some(path) = self.files.pop_front() else {
+                    return Ok(None);
+                };
+                self.current = Some(self.open(&path)?);
+            }
+            let Some(decoder) = self.current.as_mut() else {
+                continue;
+            };
+            match decoder.next_batch(ctx.batch_size, &ctx.metrics)? {
+                Some(batch) => return Ok(Some(batch)),
+                None => self.current = None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use watershed_engine::metrics::NodeMetrics;
+
+    fn spec(path: &Path, format: &str) -> TableSpec {
+        let options: BTreeMap<String, String> = [
+            ("connector", "filesystem"),
+            ("path", path.to_str().unwrap()),
+            ("format", format),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        TableSpec {
+            name: "t".into(),
+            schema: Arc::new(Schema::new(vec![
+                Field::new("id", DataType::Int64, true),
+                Field::new("name", DataType::Utf8, true),
+            ])),
+            options,
+            time_column: None,
+        }
+    }
+
+    async fn read_ids(factory: &FileSourceFactory, batch_size: usize) -> (Vec<i64>, usize) {
+        let ctx = SourceContext {
+            metrics: Arc::new(NodeMetrics::default()),
+            batch_size,
+        };
+        let mut source = factory.create().unwrap();
+        let mut ids = Vec::new();
+        let mut batches = 0;
+        while let Some(b) = source.next_batch(&ctx).await.unwrap() {
+            assert!(b.num_rows() <= batch_size);
+            batches += 1;
+            ids.extend(b.column(0).as_primitive::<Int64Type>().values().iter());
+        }
+        assert_eq!(
+            ctx.metrics.rows_in.load(Ordering::Relaxed),
+            ids.len() as u64
+        );
+        (ids, batches)
+    }
+
+    #[tokio::test]
+    async fn reads_visible_files_of_a_directory_in_name_order() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.csv"), "3,c\n4,d\n5,e\n").unwrap();
+        std::fs::write(dir.path().join("a.csv"), "1,a\n2,b\n").unwrap();
+        std::fs::write(dir.path().join(".hidden.csv"), "99,x\n").unwrap();
+        std::fs::write(dir.path().join("_SUCCESS"), "").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub").join("c.csv"), "98,y\n").unwrap();
+        let factory = FileSourceFactory::new(&spec(dir.path(), "csv")).unwrap();
+        assert!(factory.is_bounded());
+        let (ids, batches) = read_ids(&factory, 2).await;
+        assert_eq!(ids, vec![1, 2, 3, 4, 5]);
+        assert_eq!(batches, 3);
+        let single = FileSourceFactory::new(&spec(&dir.path().join("b.csv"), "csv")).unwrap();
+        assert_eq!(read_ids(&single, 1024).await.0, vec![3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn reads_json_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("in.json");
+        std::fs::write(&path, "{\"id\": 7, \"name\": \"x\"}\n\n{\"id\": 8}\n").unwrap();
+        let factory = FileSourceFactory::new(&spec(&path, "json")).unwrap();
+        assert_eq!(read_ids(&factory, 1024).await.0, vec![7, 8]);
+    }
+
+    #[test]
+    fn natural_order_compares_numbers_by_value() {
+        let mut names = vec![
+            "part-a-0-10",
+            "part-a-0-2",
+            "part-a-0-1",
+            "b",
+            "a10",
+            "a9",
+            "a09",
+        ];
+        names.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(
+            names,
+            vec![
+                "a09",
+                "a9",
+                "a10",
+                "b",
+                "part-a-0-1",
+                "part-a-0-2",
+                "part-a-0-10"
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_path_names_table_and_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope.csv");
+        let factory = FileSourceFactory::new(&spec(&missing, "csv")).unwrap();
+        let err = factory.create().err().unwrap().to_string();
+        assert!(err.starts_with("table 't': cannot read path '"), "{err}");
+        assert!(err.contains("nope.csv"), "{err}");
+    }
+
+    #[test]
+    fn explain_is_sorted_options() {
+        let factory = FileSourceFactory::new(&spec(Path::new("data/p.csv"), "csv")).unwrap();
+        assert_eq!(
+            factory.explain(),
+            vec!["connector=filesystem", "format=csv", "path=data/p.csv"]
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! In-memory connectors for the embedded API and tests (`'connector' = 'memory'`):
+//! a bounded source over batches held in memory, a sink that sends batches into
+//! a bounded channel (with backpressure), and a sink that collects batches.
+
+mod channel;
+mod collect;
+mod source;
+
+pub use channel::ChannelSinkFactory;
+pub use collect::CollectSinkFactory;
+pub use source::MemorySourceFactory;
+
+/// The connector's name in `'connector' = '...'`.
+pub const IDENTIFIER: &str = "memory";

@@ -1,0 +1,198 @@
+//! A bounded source over record batches held in memory.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use watershed_engine::EngineError;
+use watershed_engine::metrics::NodeMetrics;
+use watershed_engine::source::{Source, SourceContext, SourceFactory};
+
+use super::IDENTIFIER;
+use crate::options::CONNECTOR;
+
+/// Serves the same batches to every reader it creates, re-sliced (without
+/// copying) to at most the runtime's batch size.
+#[derive(Debug, Clone)]
+pub struct MemorySourceFactory {
+    schema: SchemaRef,
+    batches: Arc<Vec<RecordBatch>>,
+}
+
+impl MemorySourceFactory {
+    /// A source of `batches`, which must all have `schema`'s column names and
+    /// types (nullability is checked against the data). Each batch is re-labelled
+    /// with `schema`, so field metadata of the batches does not leak through.
+    pub fn new(schema: SchemaRef, batches: Vec<RecordBatch>) -> Result<Self, EngineError> {
+        let batches = batches
+            .into_iter()
+            .enumerate()
+            .map(|(i, batch)| conform(&schema, batch).map_err(|e| with_batch_index(i, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(MemorySourceFactory {
+            schema,
+            batches: Arc::new(batches),
+        })
+    }
+
+    /// The batches served, already conformed to the schema.
+    pub fn batches(&self) -> &[RecordBatch] {
+        &self.batches
+    }
+
+    /// Total number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+}
+
+fn with_batch_index(i: usize, e: EngineError) -> EngineError {
+    EngineError::Config(format!("in-memory batch {i}: {e}"))
+}
+
+/// Checks that `batch` matches `schema` by column names and types and returns
+/// it with `schema` attached.
+fn conform(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch, EngineError> {
+    let expected = schema.fields();
+    let actual = batch.schema();
+    let same_shape = expected.len() == actual.fields().len()
+        && expected
+            .iter()
+            .zip(actual.fields().iter())
+            .all(|(e, a)| e.name() == a.name() && e.data_type() == a.data_type());
+    if !same_shape {
+        let describe = |fields: &datafusion::arrow::datatypes::Fields| {
+            fields
+                .iter()
+                .map(|f| format!("{} {}", f.name(), f.data_type()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        return Err(EngineError::Config(format!(
+            "schema ({}) does not match the table's ({})",
+            describe(actual.fields()),
+            describe(expected)
+        )));
+    }
+    Ok(RecordBatch::try_new(
+        schema.clone(),
+        batch.columns().to_vec(),
+    )?)
+}
+
+impl SourceFactory for MemorySourceFactory {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn explain(&self) -> Vec<String> {
+        vec![
+            format!("{CONNECTOR}={IDENTIFIER}"),
+            format!("batches={}", self.batches.len()),
+            format!("rows={}", self.num_rows()),
+        ]
+    }
+
+    fn is_bounded(&self) -> bool {
+        true
+    }
+
+    fn create(&self) -> Result<Box<dyn Source>, EngineError> {
+        Ok(Box::new(MemorySource {
+            batches: self.batches.clone(),
+            batch: 0,
+            offset: 0,
+        }))
+    }
+}
+
+/// A cursor over the shared batches.
+struct MemorySource {
+    batches: Arc<Vec<RecordBatch>>,
+    batch: usize,
+    offset: usize,
+}
+
+#[async_trait]
+impl Source for MemorySource {
+    async fn next_batch(
+        &mut self,
+        ctx: &SourceContext,
+    ) -> Result<Option<RecordBatch>, EngineError> {
+        let max_rows = ctx.batch_size.max(1);
+        while let Some(batch) = self.batches.get(self.batch) {
+            let remaining = batch.num_rows().saturating_sub(self.offset);
+            if remaining == 0 {
+                self.batch += 1;
+                self.offset = 0;
+                continue;
+            }
+            let len = remaining.min(max_rows);
+            let slice = batch.slice(self.offset, len);
+            self.offset += len;
+            NodeMetrics::add(&ctx.metrics.rows_in, len);
+            return Ok(Some(slice));
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use std::sync::atomic::Ordering;
+
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![Field::new("id", DataType::Int64, true)]))
+    }
+
+    fn batch(values: Vec<i64>) -> RecordBatch {
+        let a: ArrayRef = Arc::new(Int64Array::from(values));
+        RecordBatch::try_from_iter([("id", a)]).unwrap()
+    }
+
+    #[tokio::test]
+    async fn reslices_to_the_batch_size() {
+        let factory = MemorySourceFactory::new(
+            schema(),
+            vec![batch(vec![1, 2, 3, 4, 5]), batch(vec![]), batch(vec![6])],
+        )
+        .unwrap();
+        assert_eq!(
+            factory.explain(),
+            vec!["connector=memory", "batches=3", "rows=6"]
+        );
+        let ctx = SourceContext {
+            metrics: Arc::new(NodeMetrics::default()),
+            batch_size: 2,
+        };
+        for _ in 0..2 {
+            let mut source = factory.create().unwrap();
+            let mut sizes = Vec::new();
+            let mut ids: Vec<i64> = Vec::new();
+            while let Some(b) = source.next_batch(&ctx).await.unwrap() {
+                sizes.push(b.num_rows());
+                ids.extend(b.column(0).as_primitive::<Int64Type>().values().iter());
+            }
+            assert_eq!(sizes, vec![2, 2, 1, 1]);
+            assert_eq!(ids, vec![1, 2, 3, 4, 5, 6]);
+        }
+        assert_eq!(ctx.metrics.rows_in.load(Ordering::Relaxed), 12);
+    }
+
+    #[test]
+    fn rejects_batches_of_another_schema() {
+        let other: ArrayRef = Arc::new(StringArray::from(vec!["x"]));
+        let bad = RecordBatch::try_from_iter([("id", other)]).unwrap();
+        let err = MemorySourceFactory::new(schema(), vec![batch(vec![1]), bad])
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "in-memory batch 1: schema (id Utf8) does not match the table's (id Int64)"
+        );
+    }
+}

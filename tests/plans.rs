@@ -1,0 +1,150 @@
+//! Plan snapshots: the EXPLAIN text of representative risk queries. The text is
+//! deterministic (no addresses, no hash-map order), so a change in planning shows
+//! up as a snapshot diff for review.
+
+use watershed::StreamContext;
+
+const DDL: &str = "
+CREATE TABLE payments (
+  txn_id BIGINT, event_time TIMESTAMP(3), card_id BIGINT, account_id BIGINT,
+  merchant_id BIGINT, mcc STRING, country STRING, amount DECIMAL(18, 2),
+  currency STRING, status STRING,
+  WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
+) WITH ('connector' = 'filesystem', 'path' = 'data/payments.csv', 'format' = 'csv');
+
+CREATE TABLE payments_json (
+  txn_id BIGINT, event_time TIMESTAMP(3), card_id BIGINT, amount DECIMAL(18, 2), status STRING,
+  WATERMARK FOR event_time AS event_time - INTERVAL '2' SECOND
+) WITH ('connector' = 'filesystem', 'path' = 'data/payments.jsonl', 'format' = 'json',
+        'json.ignore-parse-errors' = 'true');
+
+CREATE TABLE generated (
+  txn_id BIGINT, event_time TIMESTAMP(3), card_id BIGINT, amount DECIMAL(18, 2), status STRING,
+  WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
+) WITH ('connector' = 'payments', 'number-of-rows' = '1000', 'seed' = '1');
+
+CREATE TABLE card_minute (
+  window_start TIMESTAMP(3), window_end TIMESTAMP(3), card_id BIGINT,
+  txns BIGINT, total DECIMAL(38, 2), max_amount DECIMAL(18, 2)
+) WITH ('connector' = 'filesystem', 'path' = 'out/card_minute', 'format' = 'csv');
+
+CREATE TABLE alerts (txn_id BIGINT, card_id BIGINT, amount DECIMAL(18, 2), reason STRING)
+  WITH ('connector' = 'print');
+
+CREATE TABLE country_declines (
+  window_start TIMESTAMP(3), window_end TIMESTAMP(3), country STRING,
+  declines BIGINT, total BIGINT, decline_rate DOUBLE
+) WITH ('connector' = 'blackhole');
+
+CREATE VIEW declined AS SELECT txn_id, card_id, amount, country FROM payments WHERE status = 'DECLINED';
+";
+
+async fn explain(sql: &str) -> String {
+    let ctx = StreamContext::new();
+    ctx.sql(DDL).await.expect("ddl");
+    let frame = ctx
+        .sql(&format!("EXPLAIN {sql}"))
+        .await
+        .unwrap_or_else(|e| panic!("explain {sql}: {e}"));
+    let text = frame.plan_text().expect("plan text");
+    // Planning twice gives the same text: nothing depends on addresses or hash order.
+    let again = ctx
+        .sql(&format!("EXPLAIN {sql}"))
+        .await
+        .expect("explain again")
+        .plan_text()
+        .expect("plan text");
+    assert_eq!(text, again, "EXPLAIN is not deterministic");
+    text
+}
+
+macro_rules! plan_snapshot {
+    ($name:ident, $sql:expr) => {
+        #[tokio::test]
+        async fn $name() {
+            insta::assert_snapshot!(stringify!($name), explain($sql).await);
+        }
+    };
+}
+
+plan_snapshot!(
+    card_minute_velocity,
+    "INSERT INTO card_minute
+     SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
+     FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
+     GROUP BY window_start, window_end, card_id"
+);
+
+plan_snapshot!(
+    large_amount_alert,
+    "INSERT INTO alerts
+     SELECT txn_id, card_id, amount, 'large amount' FROM payments WHERE amount >= 10000"
+);
+
+plan_snapshot!(
+    decline_spike_per_country,
+    "INSERT INTO country_declines
+     SELECT window_start, window_end, country,
+            COUNT(*) FILTER (WHERE status = 'DECLINED') AS declines,
+            COUNT(*) AS total,
+            CAST(COUNT(*) FILTER (WHERE status = 'DECLINED') AS DOUBLE) / COUNT(*) AS decline_rate
+     FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '5' MINUTES))
+     GROUP BY window_start, window_end, country
+     HAVING COUNT(*) >= 20"
+);
+
+plan_snapshot!(
+    distinct_merchants_per_card,
+    "SELECT window_start, window_end, card_id, COUNT(DISTINCT merchant_id) AS merchants
+     FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '10' MINUTES))
+     GROUP BY window_start, window_end, card_id"
+);
+
+plan_snapshot!(
+    average_amount_per_mcc,
+    "SELECT window_start, window_end, mcc, AVG(amount) AS avg_amount, MIN(amount), MAX(amount)
+     FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' HOUR))
+     WHERE currency = 'EUR'
+     GROUP BY window_start, window_end, mcc"
+);
+
+plan_snapshot!(
+    window_assignment_only,
+    "SELECT txn_id, window_start, window_end, window_time
+     FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '30' SECOND))"
+);
+
+plan_snapshot!(
+    query_over_view,
+    "SELECT card_id, amount * 100 AS cents FROM declined WHERE country IN ('DE', 'FR')"
+);
+
+plan_snapshot!(
+    case_and_cast_projection,
+    "INSERT INTO alerts
+     SELECT txn_id, card_id, CAST(amount AS DECIMAL(18, 2)),
+            CASE WHEN amount > 5000 THEN 'very large' WHEN amount > 1000 THEN 'large' ELSE 'normal' END
+     FROM payments WHERE status <> 'APPROVED'"
+);
+
+plan_snapshot!(
+    json_source_with_ignore_errors,
+    "SELECT window_start, card_id, SUM(amount)
+     FROM TABLE(TUMBLE(TABLE payments_json, DESCRIPTOR(event_time), INTERVAL '1' MINUTE))
+     GROUP BY window_start, window_end, card_id"
+);
+
+plan_snapshot!(
+    generated_source,
+    "SELECT window_start, window_end, status, COUNT(*)
+     FROM TABLE(TUMBLE(TABLE generated, DESCRIPTOR(event_time), INTERVAL '1' MINUTE))
+     GROUP BY window_start, window_end, status"
+);
+
+plan_snapshot!(
+    tumble_with_offset_and_scalar_functions,
+    "SELECT window_start, UPPER(country) AS c, COUNT(*) AS n, SUM(amount) AS total
+     FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' HOUR, INTERVAL '15' MINUTE))
+     WHERE char_length(mcc) = 4
+     GROUP BY window_start, window_end, UPPER(country)"
+);
