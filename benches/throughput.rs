@@ -44,7 +44,12 @@ fn generate(rows: usize) -> (datafusion::arrow::datatypes::SchemaRef, Vec<Record
     let mut left = rows;
     while left > 0 {
         let n = left.min(8192);
-        batches.push(generator.next_batch(n).expect("generate").expect("unbounded"));
+        batches.push(
+            generator
+                .next_batch(n)
+                .expect("generate")
+                .expect("unbounded"),
+        );
         left -= n;
     }
     (generator.schema(), batches)
@@ -57,8 +62,13 @@ async fn streaming(
     sql: &str,
 ) -> (f64, u64) {
     let ctx = StreamContext::new();
-    ctx.register_batches("payments", schema.clone(), batches.to_vec(), Some(("event_time", 5_000)))
-        .expect("register");
+    ctx.register_batches(
+        "payments",
+        schema.clone(),
+        batches.to_vec(),
+        Some(("event_time", 5_000)),
+    )
+    .expect("register");
     ctx.sql(ddl).await.expect("ddl");
     let frame = ctx.sql(sql).await.expect("plan");
     let started = Instant::now();
@@ -75,7 +85,8 @@ async fn batch(
         datafusion::prelude::SessionConfig::new().with_target_partitions(1),
     );
     let table = MemTable::try_new(schema.clone(), vec![batches.to_vec()]).expect("memtable");
-    ctx.register_table("payments", Arc::new(table)).expect("register");
+    ctx.register_table("payments", Arc::new(table))
+        .expect("register");
     let df = ctx.sql(sql).await.expect("plan");
     let started = Instant::now();
     let out = df.collect().await.expect("run");

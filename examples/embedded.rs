@@ -22,7 +22,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let ctx = StreamContext::new();
     // Event time is `event_time`, out of order by at most 5 seconds.
-    ctx.register_batches("payments", generator.schema(), batches, Some(("event_time", 5_000)))?;
+    ctx.register_batches(
+        "payments",
+        generator.schema(),
+        batches,
+        Some(("event_time", 5_000)),
+    )?;
 
     let mut results = ctx
         .sql(

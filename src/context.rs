@@ -210,12 +210,12 @@ impl StreamContext {
 
 fn check_setting(key: &str, value: &str) -> Result<()> {
     match key {
-        settings::RUNTIME_MODE if !value.eq_ignore_ascii_case("streaming") => Err(
-            WatershedError::Usage(format!(
+        settings::RUNTIME_MODE if !value.eq_ignore_ascii_case("streaming") => {
+            Err(WatershedError::Usage(format!(
                 "SET '{key}' = '{value}': Watershed runs in streaming mode only; \
                  bounded sources still end and fire their windows"
-            )),
-        ),
+            )))
+        }
         settings::PARALLELISM if value.trim() != "1" => Err(WatershedError::Usage(format!(
             "SET '{key}' = '{value}': this version runs every job with parallelism 1"
         ))),

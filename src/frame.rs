@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::Stream;
-use futures::stream::BoxStream;
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use tokio::sync::mpsc;
 use watershed_connectors::memory::ChannelSinkFactory;
 use watershed_engine::EngineError;
@@ -135,19 +135,16 @@ impl StreamFrame {
     pub fn execute_stream(self) -> Result<ResultStream> {
         let (tx, rx) = mpsc::channel::<RecordBatch>(16);
         let handle = self.start_with_sink(Some(Arc::new(ChannelSinkFactory::new(tx))))?;
-        let stream = futures::stream::unfold(
-            (rx, Some(handle)),
-            |(mut rx, handle)| async move {
-                if let Some(batch) = rx.recv().await {
-                    return Some((Ok(batch), (rx, handle)));
-                }
-                let handle = handle?;
-                match handle.wait().await {
-                    Ok(_) => None,
-                    Err(e) => Some((Err(WatershedError::from(e)), (rx, None))),
-                }
-            },
-        );
+        let stream = futures::stream::unfold((rx, Some(handle)), |(mut rx, handle)| async move {
+            if let Some(batch) = rx.recv().await {
+                return Some((Ok(batch), (rx, handle)));
+            }
+            let handle = handle?;
+            match handle.wait().await {
+                Ok(_) => None,
+                Err(e) => Some((Err(WatershedError::from(e)), (rx, None))),
+            }
+        });
         Ok(ResultStream {
             inner: stream.boxed(),
         })

@@ -52,9 +52,9 @@ pub use context::StreamContext;
 pub use error::{Result, WatershedError};
 pub use frame::StreamFrame;
 
-/// The engine crate: operators, graphs, runtime.
-pub use watershed_engine as engine;
 /// The connectors crate: sources and sinks.
 pub use watershed_connectors as connectors;
+/// The engine crate: operators, graphs, runtime.
+pub use watershed_engine as engine;
 /// The SQL crate: parser, catalog, planner.
 pub use watershed_sql as sql;

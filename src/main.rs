@@ -18,7 +18,11 @@ use watershed::summary::{progress_line, summary_text};
 const BUNDLED_EXAMPLE: &str = include_str!("../examples/sql/card_minute.sql");
 
 #[derive(Parser)]
-#[command(name = "watershed", version, about = "Streaming SQL (Flink dialect) over Apache Arrow")]
+#[command(
+    name = "watershed",
+    version,
+    about = "Streaming SQL (Flink dialect) over Apache Arrow"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,7 +57,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");

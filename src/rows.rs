@@ -25,8 +25,7 @@
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{
-    DataType, Decimal128Type, Float64Type, Int32Type, Int64Type, TimeUnit,
-    TimestampMillisecondType,
+    DataType, Decimal128Type, Float64Type, Int32Type, Int64Type, TimeUnit, TimestampMillisecondType,
 };
 use datafusion::arrow::record_batch::RecordBatch;
 use rust_decimal::Decimal;
@@ -48,9 +47,10 @@ pub fn rows(batch: &RecordBatch) -> impl Iterator<Item = Row<'_>> {
 impl<'a> Row<'a> {
     /// The value of column `name`, `None` for NULL.
     pub fn get<T: FromArrow>(&self, name: &str) -> Result<Option<T>> {
-        let column = self.batch.column_by_name(name).ok_or_else(|| {
-            WatershedError::Usage(format!("the result has no column '{name}'"))
-        })?;
+        let column = self
+            .batch
+            .column_by_name(name)
+            .ok_or_else(|| WatershedError::Usage(format!("the result has no column '{name}'")))?;
         if column.is_null(self.index) {
             return Ok(None);
         }
@@ -75,9 +75,9 @@ impl FromArrow for i64 {
         match array.data_type() {
             DataType::Int64 => Ok(array.as_primitive::<Int64Type>().value(index)),
             DataType::Int32 => Ok(array.as_primitive::<Int32Type>().value(index) as i64),
-            DataType::Timestamp(TimeUnit::Millisecond, _) => {
-                Ok(array.as_primitive::<TimestampMillisecondType>().value(index))
-            }
+            DataType::Timestamp(TimeUnit::Millisecond, _) => Ok(array
+                .as_primitive::<TimestampMillisecondType>()
+                .value(index)),
             _ => Err(mismatch(array, "i64")),
         }
     }
@@ -118,9 +118,8 @@ impl FromArrow for Decimal {
             DataType::Decimal128(_, scale) => {
                 let value = array.as_primitive::<Decimal128Type>().value(index);
                 let scale = u32::try_from(*scale).map_err(|_| "negative scale".to_string())?;
-                Decimal::try_from_i128_with_scale(value, scale).map_err(|e| {
-                    format!("{value} at scale {scale} does not fit rust_decimal: {e}")
-                })
+                Decimal::try_from_i128_with_scale(value, scale)
+                    .map_err(|e| format!("{value} at scale {scale} does not fit rust_decimal: {e}"))
             }
             _ => Err(mismatch(array, "Decimal")),
         }

@@ -11,7 +11,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -40,7 +40,11 @@ pub fn summary_text(result: &JobResult, elapsed: Duration) -> String {
     let r = &result.rows;
     let rate = r.read as f64 / elapsed.as_secs_f64().max(1e-9);
     let mut lines = vec![
-        format!("Job '{}' finished in {:.2} s", result.name, elapsed.as_secs_f64()),
+        format!(
+            "Job '{}' finished in {:.2} s",
+            result.name,
+            elapsed.as_secs_f64()
+        ),
         format!("  rows read        {:>14}", thousands(r.read)),
         format!("    emitted        {:>14}", thousands(r.emitted)),
         format!("    aggregated     {:>14}", thousands(r.aggregated)),
@@ -55,7 +59,10 @@ pub fn summary_text(result: &JobResult, elapsed: Duration) -> String {
             thousands(r.results_filtered)
         ));
     }
-    lines.push(format!("  throughput       {:>14} rows/s", thousands(rate as u64)));
+    lines.push(format!(
+        "  throughput       {:>14} rows/s",
+        thousands(rate as u64)
+    ));
     if !r.adds_up() {
         lines.push("  WARNING: the row counts do not add up; please report this".into());
     }

@@ -85,7 +85,10 @@ async fn run_writes_the_same_windows_as_a_batch_query() {
     assert!(output.status.success(), "watershed run failed:\n{stderr}");
     assert!(stderr.contains("rows read"), "no summary:\n{stderr}");
     assert!(!stderr.contains("do not add up"), "{stderr}");
-    assert!(stderr.contains("20,000"), "the summary should count 20,000 rows read:\n{stderr}");
+    assert!(
+        stderr.contains("20,000"),
+        "the summary should count 20,000 rows read:\n{stderr}"
+    );
 
     let written = read_part_files(&dir.path().join("out/card_minute"));
     let mut expected = batch_rows(&schema, &batches, ORACLE).await;
@@ -105,7 +108,13 @@ fn explain_prints_the_operator_graph() {
         .expect("run watershed");
     assert!(output.status.success());
     let stdout = String::from_utf8_lossy(&output.stdout);
-    for node in ["Source: payments", "WatermarkAssigner", "TumbleWindow", "WindowAggregate", "Sink: card_minute"] {
+    for node in [
+        "Source: payments",
+        "WatermarkAssigner",
+        "TumbleWindow",
+        "WindowAggregate",
+        "Sink: card_minute",
+    ] {
         assert!(stdout.contains(node), "missing {node} in:\n{stdout}");
     }
 }
@@ -127,7 +136,10 @@ fn a_bad_file_fails_with_exit_code_and_message() {
         .expect("run watershed");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("payments.csv") && stderr.contains("line 2"), "{stderr}");
+    assert!(
+        stderr.contains("payments.csv") && stderr.contains("line 2"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -147,13 +159,25 @@ fn bare_select_prints_rows() {
         .output()
         .expect("run watershed");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(stdout.lines().filter(|l| l.starts_with("+I[")).count(), 3, "{stdout}");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("+I[")).count(),
+        3,
+        "{stdout}"
+    );
 }
 
 #[test]
 fn every_command_has_help() {
-    for args in [vec!["--help"], vec!["run", "--help"], vec!["explain", "--help"]] {
+    for args in [
+        vec!["--help"],
+        vec!["run", "--help"],
+        vec!["explain", "--help"],
+    ] {
         let output = watershed().args(&args).output().expect("run watershed");
         assert!(output.status.success(), "{args:?}");
         assert!(!output.stdout.is_empty());

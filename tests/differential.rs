@@ -40,8 +40,16 @@ async fn check_against(label: &str, template: &str, oracle: &str, size: &str, si
     let (schema, batches) = payments(ROWS, 11, 0.0);
     let ctx = stream_context(&schema, &batches);
     let streaming = stream_rows(&ctx, &template.replace("{from}", &tumble(size))).await;
-    let batch = batch_rows(&schema, &batches, &oracle.replace("{from}", &tumble_oracle(size_ms))).await;
-    assert!(!batch.is_empty(), "{label}: the oracle returned no rows; the test data is wrong");
+    let batch = batch_rows(
+        &schema,
+        &batches,
+        &oracle.replace("{from}", &tumble_oracle(size_ms)),
+    )
+    .await;
+    assert!(
+        !batch.is_empty(),
+        "{label}: the oracle returned no rows; the test data is wrong"
+    );
     assert_same_rows(label, &streaming, &batch);
 }
 
@@ -168,7 +176,8 @@ async fn tumble_decimal_avg_rounds_half_up_like_flink() {
             let cells: Vec<&str> = row.split(" | ").collect();
             let sum: Decimal = cells[2].parse().expect("sum");
             let count: Decimal = cells[3].parse().expect("count");
-            let avg = (sum / count).round_dp_with_strategy(6, RoundingStrategy::MidpointAwayFromZero);
+            let avg =
+                (sum / count).round_dp_with_strategy(6, RoundingStrategy::MidpointAwayFromZero);
             format!("{} | {} | {:.6}", cells[0], cells[1], avg)
         })
         .collect();

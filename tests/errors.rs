@@ -21,7 +21,10 @@ const AGGREGATE: &str = "INSERT INTO sink SELECT card_id, COUNT(*), SUM(amount)
     GROUP BY window_start, window_end, card_id";
 
 fn csv_file(lines: &[&str]) -> tempfile::NamedTempFile {
-    let mut file = tempfile::Builder::new().suffix(".csv").tempfile().expect("tempfile");
+    let mut file = tempfile::Builder::new()
+        .suffix(".csv")
+        .tempfile()
+        .expect("tempfile");
     for line in lines {
         writeln!(file, "{line}").expect("write");
     }
@@ -51,7 +54,13 @@ async fn malformed_csv_row_fails_the_job_with_file_line_and_reason() {
 
 #[tokio::test]
 async fn ignore_parse_errors_skips_and_counts_rejected_rows() {
-    let file = csv_file(&[GOOD, BAD_AMOUNT, GOOD, "3,2024-01-01T00:00:03,7,1.00,APPROVED", "4,too,few"]);
+    let file = csv_file(&[
+        GOOD,
+        BAD_AMOUNT,
+        GOOD,
+        "3,2024-01-01T00:00:03,7,1.00,APPROVED",
+        "4,too,few",
+    ]);
     let path = file.path().display().to_string();
     let result = run(&format!(
         "{}{AGGREGATE}",
@@ -76,7 +85,8 @@ async fn missing_file_names_the_path() {
     .await
     .expect_err("missing input");
     assert!(
-        err.to_string().contains("/nonexistent/watershed/payments.csv"),
+        err.to_string()
+            .contains("/nonexistent/watershed/payments.csv"),
         "{err}"
     );
 }
@@ -105,7 +115,9 @@ async fn unknown_column_names_the_column_and_position() {
 
 #[tokio::test]
 async fn unsupported_features_are_named() {
-    let join = plan_error("SELECT a.card_id FROM payments a JOIN payments b ON a.card_id = b.card_id").await;
+    let join =
+        plan_error("SELECT a.card_id FROM payments a JOIN payments b ON a.card_id = b.card_id")
+            .await;
     assert!(join.contains("join"), "{join}");
     let hop = plan_error(
         "SELECT window_start, COUNT(*) FROM TABLE(HOP(TABLE payments, DESCRIPTOR(event_time), \
@@ -140,13 +152,23 @@ async fn unknown_connector_lists_the_supported_ones() {
     ctx.sql("CREATE TABLE t (x BIGINT) WITH ('connector' = 'kafkaa')")
         .await
         .expect("ddl is accepted; the connector is checked when used");
-    let err = ctx.sql("SELECT x FROM t").await.err().expect("unknown connector");
+    let err = ctx
+        .sql("SELECT x FROM t")
+        .await
+        .err()
+        .expect("unknown connector");
     let message = err.to_string();
-    assert!(message.contains("kafkaa") && message.contains("filesystem"), "{message}");
+    assert!(
+        message.contains("kafkaa") && message.contains("filesystem"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
 async fn insert_with_wrong_column_count_is_refused() {
     let message = plan_error("INSERT INTO sink SELECT card_id FROM payments").await;
-    assert!(message.contains("sink") && message.contains("columns"), "{message}");
+    assert!(
+        message.contains("sink") && message.contains("columns"),
+        "{message}"
+    );
 }

@@ -57,13 +57,18 @@ fn drop_late_rows(batches: &[RecordBatch]) -> (Vec<RecordBatch>, u64) {
 async fn late_rows_are_dropped_and_counted_exactly() {
     let (schema, batches) = payments(30_000, 21, 3.0);
     let (on_time, late) = drop_late_rows(&batches);
-    assert!(late > 50, "the generator should produce late rows, got {late}");
+    assert!(
+        late > 50,
+        "the generator should produce late rows, got {late}"
+    );
 
     let ctx = stream_context(&schema, &batches);
     let collected = Arc::new(Mutex::new(Vec::new()));
     let frame = ctx.sql(QUERY).await.expect("plan");
     let job = frame
-        .start_with_sink(Some(Arc::new(CollectSinkFactory::with_target(collected.clone()))))
+        .start_with_sink(Some(Arc::new(CollectSinkFactory::with_target(
+            collected.clone(),
+        ))))
         .expect("start");
     let result = job.wait().await.expect("run");
     let streaming = rows_as_text(&collected.lock().expect("lock"));

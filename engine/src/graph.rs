@@ -54,7 +54,11 @@ impl Node {
         match &self.kind {
             NodeKind::Source(s) => {
                 let mut lines = s.explain();
-                lines.push(if s.is_bounded() { "bounded".into() } else { "unbounded".into() });
+                lines.push(if s.is_bounded() {
+                    "bounded".into()
+                } else {
+                    "unbounded".into()
+                });
                 lines
             }
             NodeKind::Operator(op) => op.explain(),
@@ -145,8 +149,17 @@ impl JobGraph {
     }
 
     /// Adds a sink fed by `input` over a forward edge.
-    pub fn add_sink(&mut self, table: &str, factory: Arc<dyn SinkFactory>, input: NodeId) -> NodeId {
-        self.add(format!("Sink: {table}"), NodeKind::Sink(factory), Some(input))
+    pub fn add_sink(
+        &mut self,
+        table: &str,
+        factory: Arc<dyn SinkFactory>,
+        input: NodeId,
+    ) -> NodeId {
+        self.add(
+            format!("Sink: {table}"),
+            NodeKind::Sink(factory),
+            Some(input),
+        )
     }
 
     /// The nodes of a linear pipeline (source, operators, sink) in order, or an
@@ -180,10 +193,14 @@ impl JobGraph {
             ));
         }
         if !matches!(self.nodes[order[0]].kind, NodeKind::Source(_)) {
-            return Err(EngineError::InvalidGraph("a pipeline must start with a source".into()));
+            return Err(EngineError::InvalidGraph(
+                "a pipeline must start with a source".into(),
+            ));
         }
         if !matches!(self.nodes[current].kind, NodeKind::Sink(_)) {
-            return Err(EngineError::InvalidGraph("a pipeline must end with a sink".into()));
+            return Err(EngineError::InvalidGraph(
+                "a pipeline must end with a sink".into(),
+            ));
         }
         Ok(order)
     }
@@ -215,7 +232,11 @@ impl fmt::Display for JobGraph {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "Job: {}", self.name)?;
         for node in &self.nodes {
-            writeln!(f, "[{}] {} (parallelism {})", node.id, node.name, node.parallelism)?;
+            writeln!(
+                f,
+                "[{}] {} (parallelism {})",
+                node.id, node.name, node.parallelism
+            )?;
             for line in node.explain() {
                 writeln!(f, "      {line}")?;
             }

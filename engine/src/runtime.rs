@@ -109,8 +109,11 @@ impl JobHandle {
 /// Starts a job on the current tokio runtime.
 pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> {
     let order = graph.pipeline()?;
-    let node_metrics: Vec<Arc<NodeMetrics>> =
-        graph.nodes.iter().map(|_| Arc::new(NodeMetrics::default())).collect();
+    let node_metrics: Vec<Arc<NodeMetrics>> = graph
+        .nodes
+        .iter()
+        .map(|_| Arc::new(NodeMetrics::default()))
+        .collect();
     let metrics = JobMetrics {
         nodes: order
             .iter()
@@ -129,10 +132,14 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
         .ok_or_else(|| EngineError::InvalidGraph("a pipeline needs a sink".into()))?;
 
     let NodeKind::Source(source_factory) = &graph.nodes[*source_id].kind else {
-        return Err(EngineError::InvalidGraph("a pipeline must start with a source".into()));
+        return Err(EngineError::InvalidGraph(
+            "a pipeline must start with a source".into(),
+        ));
     };
     let NodeKind::Sink(sink_factory) = &graph.nodes[*sink_id].kind else {
-        return Err(EngineError::InvalidGraph("a pipeline must end with a sink".into()));
+        return Err(EngineError::InvalidGraph(
+            "a pipeline must end with a sink".into(),
+        ));
     };
     let source = source_factory.create()?;
     let chain = Chain::create(graph, operator_ids, &node_metrics)?;
@@ -158,7 +165,9 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
                 match message {
                     Message::Batch(batch) => {
                         NodeMetrics::add(&sink_metrics.rows_in, batch.num_rows());
-                        sink.write_batch(batch).await.map_err(|e| e.in_node(&name))?;
+                        sink.write_batch(batch)
+                            .await
+                            .map_err(|e| e.in_node(&name))?;
                     }
                     Message::Watermark(wm) => sink_metrics.set_watermark(wm),
                     Message::Barrier(_) => {}
@@ -206,7 +215,10 @@ async fn run_source(
 ) -> Result<()> {
     let mut pending = Vec::new();
     loop {
-        let next = source.next_batch(&ctx).await.map_err(|e| e.in_node(&name))?;
+        let next = source
+            .next_batch(&ctx)
+            .await
+            .map_err(|e| e.in_node(&name))?;
         let message = match next {
             Some(batch) => {
                 NodeMetrics::add(&ctx.metrics.rows_out, batch.num_rows());

@@ -36,7 +36,10 @@ mod tests {
 
     #[test]
     fn formats_millisecond_timestamps() {
-        assert_eq!(format_timestamp(1_700_000_000_123), "2023-11-14 22:13:20.123");
+        assert_eq!(
+            format_timestamp(1_700_000_000_123),
+            "2023-11-14 22:13:20.123"
+        );
         assert_eq!(format_timestamp(MIN_WATERMARK), "-inf");
     }
 }

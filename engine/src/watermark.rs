@@ -127,10 +127,7 @@ impl OperatorFactory for WatermarkAssigner {
 
     fn explain(&self) -> Vec<String> {
         vec![
-            format!(
-                "rowtime: {}",
-                self.schema.field(self.time_column).name()
-            ),
+            format!("rowtime: {}", self.schema.field(self.time_column).name()),
             format!("watermark: {}", self.expr_text),
         ]
     }

@@ -18,9 +18,9 @@ use datafusion::common::{DFSchemaRef, TableReference};
 use datafusion::datasource::source_as_provider;
 use datafusion::datasource::view::ViewTable;
 use datafusion::execution::SessionState;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, cast};
 use datafusion::optimizer::Optimizer;
-use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
@@ -103,9 +103,10 @@ impl<'a> Planner<'a> {
         };
         for table in catalog.tables() {
             let provider = StreamTable::plain(Arc::new(table.clone()));
-            planner
-                .ctx
-                .register_table(TableReference::bare(table.name.as_str()), Arc::new(provider))?;
+            planner.ctx.register_table(
+                TableReference::bare(table.name.as_str()),
+                Arc::new(provider),
+            )?;
         }
         for view in catalog.views() {
             let mut plan = planner.logical_plan(&view.query).await?;
@@ -199,9 +200,10 @@ impl<'a> Planner<'a> {
 
     /// Plans `INSERT INTO table query` into a job.
     pub async fn plan_insert(&mut self, table: &str, query: &Query) -> Result<JobGraph> {
-        let target = self.catalog.table(table).ok_or_else(|| {
-            SqlError::Plan(format!("INSERT INTO '{table}': no such table"))
-        })?;
+        let target = self
+            .catalog
+            .table(table)
+            .ok_or_else(|| SqlError::Plan(format!("INSERT INTO '{table}': no such table")))?;
         let plan = self.logical_plan(query).await?;
         let plan = conform_to_table(plan, target)?;
         let sink = self.connectors.sink(&target.spec())?;
@@ -242,13 +244,20 @@ impl<'a> Planner<'a> {
                     return Err(unsupported("LIMIT on a streaming table"));
                 }
                 if !scan.filters.is_empty() {
-                    return Err(SqlError::Plan("unexpected filter pushed into a scan".into()));
+                    return Err(SqlError::Plan(
+                        "unexpected filter pushed into a scan".into(),
+                    ));
                 }
                 let provider = source_as_provider(&scan.source)?;
                 let table = StreamTable::downcast(provider.as_ref()).ok_or_else(|| {
                     SqlError::Plan(format!("'{}' is not a Watershed table", scan.table_name))
                 })?;
-                self.translate_scan(table, scan.projection.as_deref(), &scan.projected_schema, graph)
+                self.translate_scan(
+                    table,
+                    scan.projection.as_deref(),
+                    &scan.projected_schema,
+                    graph,
+                )
             }
             LogicalPlan::Filter(filter) => {
                 let input = self.translate(&filter.input, graph)?;
@@ -311,7 +320,9 @@ impl<'a> Planner<'a> {
                     group_exprs.push((physical, field.name().clone()));
                 }
                 let window_key = |column: usize| {
-                    origins.iter().position(|o| matches!(o, Origin::Window { column: c, .. } if *c == column))
+                    origins
+                        .iter()
+                        .position(|o| matches!(o, Origin::Window { column: c, .. } if *c == column))
                 };
                 let (Some(_start), Some(end)) = (window_key(0), window_key(1)) else {
                     return Err(unsupported(
@@ -384,8 +395,11 @@ impl<'a> Planner<'a> {
                 &df_schema,
             )?;
             let physical = state.create_physical_expr(logical, &df_schema)?;
-            let time_column = schema.index_of(&wm.column).map_err(datafusion::error::DataFusionError::from)?;
-            let op = WatermarkAssigner::new(schema.clone(), time_column, physical, wm.expr.to_string());
+            let time_column = schema
+                .index_of(&wm.column)
+                .map_err(datafusion::error::DataFusionError::from)?;
+            let op =
+                WatermarkAssigner::new(schema.clone(), time_column, physical, wm.expr.to_string());
             node = graph.add_operator(Arc::new(op), node);
         }
         let mut origins = vec![Origin::Other; schema.fields().len()];

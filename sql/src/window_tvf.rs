@@ -10,8 +10,8 @@
 use std::ops::ControlFlow;
 
 use datafusion::sql::sqlparser::ast::{
-    DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName,
-    Query, Spanned, TableFactor, Value, VisitMut, VisitorMut,
+    DateTimeField, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, Query,
+    Spanned, TableAlias, TableFactor, Value, VisitMut, VisitorMut,
 };
 
 use crate::error::{Result, SqlError};
@@ -55,7 +55,10 @@ impl WindowTvf {
                     format!("TUMBLE({}, {}, {size})", self.table, self.time_column)
                 } else {
                     let offset = watershed_engine::window::tumble::format_duration_ms(*offset_ms);
-                    format!("TUMBLE({}, {}, {size}, offset {offset})", self.table, self.time_column)
+                    format!(
+                        "TUMBLE({}, {}, {size}, offset {offset})",
+                        self.table, self.time_column
+                    )
                 }
             }
         }
@@ -91,9 +94,19 @@ impl VisitorMut for Rewriter<'_> {
             Ok(tvf) => tvf,
             Err(e) => return ControlFlow::Break(e),
         };
+        // Without an alias, columns are qualified by the input table's name, as
+        // if the query read the table itself.
+        let alias = alias.take().or_else(|| {
+            Some(TableAlias {
+                explicit: true,
+                name: Ident::with_quote('"', tvf.table.clone()),
+                columns: vec![],
+                at: None,
+            })
+        });
         *factor = TableFactor::Table {
             name: ObjectName::from(vec![Ident::with_quote('"', tvf.generated_name.clone())]),
-            alias: alias.take(),
+            alias,
             args: None,
             with_hints: vec![],
             version: None,
@@ -133,7 +146,10 @@ fn invalid(expr: &Expr, message: impl Into<String>) -> SqlError {
 
 fn parse_window_call(expr: &Expr, counter: &mut usize) -> Result<WindowTvf> {
     let Expr::Function(call) = expr else {
-        return Err(unsupported(expr, "TABLE(...) around something other than a window function call"));
+        return Err(unsupported(
+            expr,
+            "TABLE(...) around something other than a window function call",
+        ));
     };
     let name = call.name.to_string().to_uppercase();
     let args = function_args(expr, &call.args)?;
@@ -146,15 +162,15 @@ fn parse_window_call(expr: &Expr, counter: &mut usize) -> Result<WindowTvf> {
                     "TUMBLE takes (TABLE t, DESCRIPTOR(time_col), size [, offset])",
                 ));
             }
-            let table = table_arg(&args[0])?;
-            let time_column = descriptor_arg(&args[1])?;
-            let size_ms = interval_ms(&args[2])?;
+            let table = table_arg(args[0])?;
+            let time_column = descriptor_arg(args[1])?;
+            let size_ms = interval_ms(args[2])?;
             let offset_ms = match args.get(3) {
                 Some(e) => interval_ms(e)?,
                 None => 0,
             };
             if size_ms <= 0 {
-                return Err(invalid(&args[2], "TUMBLE size must be positive"));
+                return Err(invalid(args[2], "TUMBLE size must be positive"));
             }
             *counter += 1;
             Ok(WindowTvf {
@@ -182,7 +198,10 @@ fn function_args<'a>(expr: &Expr, args: &'a FunctionArguments) -> Result<Vec<&'a
         .iter()
         .map(|a| match a {
             FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => Ok(e),
-            _ => Err(unsupported(expr, "named or wildcard arguments of a window TVF")),
+            _ => Err(unsupported(
+                expr,
+                "named or wildcard arguments of a window TVF",
+            )),
         })
         .collect()
 }
@@ -209,7 +228,10 @@ fn table_arg(expr: &Expr) -> Result<String> {
             return Ok(name);
         }
     }
-    Err(invalid(expr, "the first argument of a window TVF must be TABLE <name>"))
+    Err(invalid(
+        expr,
+        "the first argument of a window TVF must be TABLE <name>",
+    ))
 }
 
 fn descriptor_arg(expr: &Expr) -> Result<String> {
@@ -221,7 +243,10 @@ fn descriptor_arg(expr: &Expr) -> Result<String> {
     {
         return Ok(name);
     }
-    Err(invalid(expr, "the time argument of a window TVF must be DESCRIPTOR(<column>)"))
+    Err(invalid(
+        expr,
+        "the time argument of a window TVF must be DESCRIPTOR(<column>)",
+    ))
 }
 
 /// The length of an `INTERVAL` literal in milliseconds: `INTERVAL '5' SECOND`,
@@ -238,16 +263,19 @@ pub fn interval_ms(expr: &Expr) -> Result<i64> {
         _ => return Err(invalid(expr, "expected INTERVAL '<number>' <unit>")),
     };
     let (number, unit_ms) = match &interval.leading_field {
-        Some(field) => (text.trim().to_string(), field_ms(field).ok_or_else(|| {
-            unsupported(expr, format!("INTERVAL unit {field}"))
-        })?),
+        Some(field) => (
+            text.trim().to_string(),
+            field_ms(field).ok_or_else(|| unsupported(expr, format!("INTERVAL unit {field}")))?,
+        ),
         None => {
             let mut parts = text.split_whitespace();
             let number = parts.next().unwrap_or("").to_string();
             let unit = parts.next().unwrap_or("");
-            (number, unit_name_ms(unit).ok_or_else(|| {
-                invalid(expr, format!("unknown INTERVAL unit '{unit}'"))
-            })?)
+            (
+                number,
+                unit_name_ms(unit)
+                    .ok_or_else(|| invalid(expr, format!("unknown INTERVAL unit '{unit}'")))?,
+            )
         }
     };
     let value: f64 = number

@@ -48,15 +48,26 @@ pub fn payments(rows: usize, seed: u64, late_percent: f64) -> (SchemaRef, Vec<Re
 /// `WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND`.
 pub fn stream_context(schema: &SchemaRef, batches: &[RecordBatch]) -> StreamContext {
     let ctx = StreamContext::new();
-    ctx.register_batches("payments", schema.clone(), batches.to_vec(), Some(("event_time", BOUND_MS)))
-        .expect("register payments");
+    ctx.register_batches(
+        "payments",
+        schema.clone(),
+        batches.to_vec(),
+        Some(("event_time", BOUND_MS)),
+    )
+    .expect("register payments");
     ctx
 }
 
 /// Runs a query through the streaming engine and returns its rows as text.
 pub async fn stream_rows(ctx: &StreamContext, sql: &str) -> Vec<String> {
-    let frame = ctx.sql(sql).await.unwrap_or_else(|e| panic!("planning {sql}: {e}"));
-    let batches = frame.collect().await.unwrap_or_else(|e| panic!("running {sql}: {e}"));
+    let frame = ctx
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("planning {sql}: {e}"));
+    let batches = frame
+        .collect()
+        .await
+        .unwrap_or_else(|e| panic!("running {sql}: {e}"));
     rows_as_text(&batches)
 }
 
@@ -64,8 +75,12 @@ pub async fn stream_rows(ctx: &StreamContext, sql: &str) -> Vec<String> {
 pub async fn batch_rows(schema: &SchemaRef, batches: &[RecordBatch], sql: &str) -> Vec<String> {
     let ctx = SessionContext::new();
     let table = MemTable::try_new(schema.clone(), vec![batches.to_vec()]).expect("memtable");
-    ctx.register_table("payments", Arc::new(table)).expect("register");
-    let df = ctx.sql(sql).await.unwrap_or_else(|e| panic!("oracle {sql}: {e}"));
+    ctx.register_table("payments", Arc::new(table))
+        .expect("register");
+    let df = ctx
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("oracle {sql}: {e}"));
     let batches = df.collect().await.expect("oracle collect");
     rows_as_text(&batches)
 }
@@ -81,7 +96,10 @@ pub fn rows_as_text(batches: &[RecordBatch]) -> Vec<String> {
             .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
             .collect();
         for row in 0..batch.num_rows() {
-            let cells: Vec<String> = formatters.iter().map(|f| f.value(row).to_string()).collect();
+            let cells: Vec<String> = formatters
+                .iter()
+                .map(|f| f.value(row).to_string())
+                .collect();
             rows.push(cells.join(" | "));
         }
     }
@@ -94,8 +112,16 @@ pub fn assert_same_rows(label: &str, streaming: &[String], batch: &[String]) {
     if streaming == batch {
         return;
     }
-    let missing: Vec<&String> = batch.iter().filter(|r| !streaming.contains(r)).take(5).collect();
-    let extra: Vec<&String> = streaming.iter().filter(|r| !batch.contains(r)).take(5).collect();
+    let missing: Vec<&String> = batch
+        .iter()
+        .filter(|r| !streaming.contains(r))
+        .take(5)
+        .collect();
+    let extra: Vec<&String> = streaming
+        .iter()
+        .filter(|r| !batch.contains(r))
+        .take(5)
+        .collect();
     panic!(
         "{label}: streaming gave {} rows, batch gave {}\n  missing (first 5): {missing:#?}\n  unexpected (first 5): {extra:#?}",
         streaming.len(),

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{AsArray, BooleanArray};
+use datafusion::arrow::array::{Scalar, TimestampMillisecondArray};
 use datafusion::arrow::compute::kernels::cmp::eq;
 use datafusion::arrow::compute::{cast, max, min};
-use datafusion::arrow::array::{Scalar, TimestampMillisecondArray};
 use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 
@@ -19,7 +19,7 @@ use crate::aggregate::{AggregateInput, AggregateSpec, GroupedAggregates};
 use crate::error::{EngineError, Result};
 use crate::metrics::{NodeMetrics, NodeRole};
 use crate::operator::{Operator, OperatorFactory, Output};
-use crate::time::{Timestamp, event_time_type, MIN_WATERMARK};
+use crate::time::{MIN_WATERMARK, Timestamp, event_time_type};
 use crate::window::window_fired;
 
 /// A window aggregate: `GROUP BY window_start, window_end, <keys>`.
@@ -59,10 +59,7 @@ impl OperatorFactory for WindowAggregate {
             .spec
             .calls
             .iter()
-            .map(|c| match &c.filter {
-                Some(f) => format!("{} FILTER (WHERE {f})", c.function.name()),
-                None => c.function.name().to_string(),
-            })
+            .map(|c| c.function.name().to_string())
             .collect::<Vec<_>>()
             .join(", ");
         vec![
@@ -147,7 +144,11 @@ impl Operator for WindowAggregateOperator {
         let mut ends = ends;
         if window_fired(lo, self.watermark) {
             let wm = self.watermark;
-            let keep: BooleanArray = ends.values().iter().map(|&e| Some(!window_fired(e, wm))).collect();
+            let keep: BooleanArray = ends
+                .values()
+                .iter()
+                .map(|&e| Some(!window_fired(e, wm)))
+                .collect();
             let late = keep.false_count();
             NodeMetrics::add(&out.metrics().rows_late, late);
             if late == ends.len() {

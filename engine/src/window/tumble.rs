@@ -113,7 +113,12 @@ impl OperatorFactory for TumbleAssigner {
 
 /// Renders a duration in the largest whole unit: `1 min`, `5 s`, `250 ms`.
 pub fn format_duration_ms(ms: i64) -> String {
-    const UNITS: [(i64, &str); 4] = [(86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1000, "s")];
+    const UNITS: [(i64, &str); 4] = [
+        (86_400_000, "d"),
+        (3_600_000, "h"),
+        (60_000, "min"),
+        (1000, "s"),
+    ];
     for (unit, name) in UNITS {
         if ms != 0 && ms % unit == 0 {
             return format!("{} {name}", ms / unit);
@@ -129,7 +134,11 @@ mod tests {
 
     #[test]
     fn window_start_handles_negative_and_offset() {
-        let schema = Arc::new(Schema::new(vec![Field::new("ts", event_time_type(), false)]));
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "ts",
+            event_time_type(),
+            false,
+        )]));
         let t = TumbleAssigner::new(schema.clone(), 0, 60_000, 0).unwrap();
         assert_eq!(t.window_start(59_999), 0);
         assert_eq!(t.window_start(60_000), 60_000);
