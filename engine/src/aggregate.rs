@@ -4,12 +4,18 @@
 //!
 //! [`AggregateSpec`] says what to compute (taken from DataFusion's physical
 //! `AggregateExec`); [`GroupedAggregates`] is the state for one set of groups,
-//! e.g. the groups of one window.
+//! e.g. the groups of one window. [`StateBatch`] is that state taken out as
+//! arrays (keys plus each accumulator's intermediate state), so several sets of
+//! groups can be merged, as DataFusion's final aggregation phase merges partial
+//! ones: sliced window aggregation shares one slice's state between windows.
+//!
+//! With no group expressions (an aggregate over all rows) there is at most one
+//! group, kept without a `GroupValues` table.
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, AsArray, BooleanArray};
-use datafusion::arrow::compute::{cast, filter};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
+use datafusion::arrow::compute::{cast, filter, take};
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
@@ -51,6 +57,8 @@ pub struct AggregateInput {
     pub args: Vec<Vec<ArrayRef>>,
     /// FILTER masks per aggregate call.
     pub filters: Vec<Option<BooleanArray>>,
+    /// Number of rows (kept apart from the columns: there may be no group column).
+    rows: usize,
 }
 
 impl AggregateInput {
@@ -73,12 +81,54 @@ impl AggregateInput {
                         .transpose()
                 })
                 .collect::<Result<_, _>>()?,
+            rows: mask.true_count(),
         })
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn take(&self, indices: &UInt32Array) -> Result<AggregateInput> {
+        let pick = |a: &ArrayRef| take(a.as_ref(), indices, None);
+        Ok(AggregateInput {
+            groups: self.groups.iter().map(pick).collect::<Result<_, _>>()?,
+            args: self
+                .args
+                .iter()
+                .map(|args| args.iter().map(pick).collect::<Result<Vec<_>, _>>())
+                .collect::<Result<_, _>>()?,
+            filters: self
+                .filters
+                .iter()
+                .map(|f| {
+                    f.as_ref()
+                        .map(|f| take(f, indices, None).map(|a| a.as_boolean().clone()))
+                        .transpose()
+                })
+                .collect::<Result<_, _>>()?,
+            rows: indices.len(),
+        })
+    }
+
+    /// A zero-copy view of `len` rows starting at `offset`.
+    pub fn slice(&self, offset: usize, len: usize) -> AggregateInput {
+        AggregateInput {
+            groups: self.groups.iter().map(|a| a.slice(offset, len)).collect(),
+            args: self
+                .args
+                .iter()
+                .map(|args| args.iter().map(|a| a.slice(offset, len)).collect())
+                .collect(),
+            filters: self
+                .filters
+                .iter()
+                .map(|f| f.as_ref().map(|f| f.slice(offset, len)))
+                .collect(),
+            rows: len,
+        }
     }
 
     /// Number of rows.
     pub fn num_rows(&self) -> usize {
-        self.groups.first().map(|g| g.len()).unwrap_or(0)
+        self.rows
     }
 }
 
@@ -137,6 +187,7 @@ impl AggregateSpec {
             groups,
             args,
             filters,
+            rows,
         })
     }
 
@@ -147,8 +198,18 @@ impl AggregateSpec {
             .iter()
             .map(|call| create_groups_accumulator(&call.function))
             .collect::<Result<Vec<_>>>()?;
+        let group_values = if self.group_schema.fields().is_empty() {
+            None
+        } else {
+            Some(new_group_values(
+                self.group_schema.clone(),
+                &GroupOrdering::None,
+            )?)
+        };
         Ok(GroupedAggregates {
-            group_values: new_group_values(self.group_schema.clone(), &GroupOrdering::None)?,
+            group_values,
+            group_schema: self.group_schema.clone(),
+            single_group: false,
             accumulators,
             group_indices: Vec::new(),
         })
@@ -170,17 +231,58 @@ fn create_groups_accumulator(
 
 /// Aggregation state for one set of groups.
 pub struct GroupedAggregates {
-    group_values: Box<dyn GroupValues>,
+    /// Interned group keys; `None` when there are no group expressions.
+    group_values: Option<Box<dyn GroupValues>>,
+    group_schema: SchemaRef,
+    /// Without group expressions: whether the one group exists (a row was seen).
+    single_group: bool,
     accumulators: Vec<Box<dyn GroupsAccumulator>>,
     group_indices: Vec<usize>,
+}
+
+/// The state of a [`GroupedAggregates`] taken out as arrays: one row per group,
+/// the group key columns and, per aggregate, the accumulator's intermediate
+/// state (`GroupsAccumulator::state`), ready for `GroupsAccumulator::merge_batch`.
+#[derive(Debug, Clone)]
+pub struct StateBatch {
+    keys: Vec<ArrayRef>,
+    states: Vec<Vec<ArrayRef>>,
+    num_groups: usize,
+}
+
+impl StateBatch {
+    /// Number of groups (rows).
+    pub fn num_groups(&self) -> usize {
+        self.num_groups
+    }
+
+    /// The group key columns.
+    pub fn keys(&self) -> &[ArrayRef] {
+        &self.keys
+    }
+
+    /// Intermediate state arrays, per aggregate call.
+    pub fn states(&self) -> &[Vec<ArrayRef>] {
+        &self.states
+    }
+
+    /// Bytes of memory held by the arrays.
+    pub fn size(&self) -> usize {
+        self.keys
+            .iter()
+            .chain(self.states.iter().flatten())
+            .map(|a| a.get_array_memory_size())
+            .sum()
+    }
 }
 
 impl GroupedAggregates {
     /// Folds a batch of evaluated input into the state.
     pub fn update(&mut self, input: &AggregateInput) -> Result<()> {
-        self.group_values
-            .intern(&input.groups, &mut self.group_indices)?;
-        let total = self.group_values.len();
+        if !self.assign_groups(&input.groups, input.num_rows())? {
+            return Ok(());
+        }
+        let total = self.num_groups();
         for ((acc, args), filter) in self
             .accumulators
             .iter_mut()
@@ -192,23 +294,70 @@ impl GroupedAggregates {
         Ok(())
     }
 
+    /// Merges a state taken from another `GroupedAggregates` of the same spec:
+    /// afterwards this state holds the groups of both, as if it had seen the
+    /// rows of both.
+    pub fn merge_state(&mut self, state: &StateBatch) -> Result<()> {
+        let keys = state
+            .keys
+            .iter()
+            .zip(self.group_schema.fields())
+            .map(|(k, f)| {
+                if k.data_type() == f.data_type() {
+                    Ok(Arc::clone(k))
+                } else {
+                    cast(k, f.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        if !self.assign_groups(&keys, state.num_groups)? {
+            return Ok(());
+        }
+        let total = self.num_groups();
+        for (acc, values) in self.accumulators.iter_mut().zip(&state.states) {
+            acc.merge_batch(values, &self.group_indices, total)?;
+        }
+        Ok(())
+    }
+
+    /// Takes the state out as arrays (see [`StateBatch`]).
+    pub fn into_state(mut self) -> Result<StateBatch> {
+        let num_groups = self.num_groups();
+        let keys = match &mut self.group_values {
+            Some(values) => values.emit(EmitTo::All)?,
+            None => Vec::new(),
+        };
+        let states = self
+            .accumulators
+            .iter_mut()
+            .map(|acc| acc.state(EmitTo::All))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok(StateBatch {
+            keys,
+            states,
+            num_groups,
+        })
+    }
+
     /// Number of groups held.
     pub fn num_groups(&self) -> usize {
-        self.group_values.len()
+        match &self.group_values {
+            Some(values) => values.len(),
+            None => usize::from(self.single_group),
+        }
     }
 
     /// Bytes of memory held by keys and accumulators.
     pub fn size(&self) -> usize {
-        self.group_values.size() + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
+        self.group_values.as_ref().map_or(0, |v| v.size())
+            + self.accumulators.iter().map(|a| a.size()).sum::<usize>()
     }
 
     /// Emits every group and its aggregates as a batch of `schema`, leaving the
     /// state empty.
     pub fn emit(&mut self, schema: &SchemaRef) -> Result<RecordBatch> {
-        let mut columns = self.group_values.emit(EmitTo::All)?;
-        for acc in &mut self.accumulators {
-            columns.push(acc.evaluate(EmitTo::All)?);
-        }
+        let (mut columns, aggregates) = self.evaluate()?;
+        columns.extend(aggregates);
         let columns = columns
             .into_iter()
             .zip(schema.fields())
@@ -221,5 +370,39 @@ impl GroupedAggregates {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
+    }
+
+    /// Evaluates every group: the group key columns and one column per
+    /// aggregate, as the accumulators produce them (not cast), leaving the state
+    /// empty.
+    pub fn evaluate(&mut self) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>)> {
+        let keys = match &mut self.group_values {
+            Some(values) => values.emit(EmitTo::All)?,
+            None => Vec::new(),
+        };
+        self.single_group = false;
+        let aggregates = self
+            .accumulators
+            .iter_mut()
+            .map(|acc| acc.evaluate(EmitTo::All))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok((keys, aggregates))
+    }
+
+    /// Fills `group_indices` for `rows` rows keyed by `keys`; false when there
+    /// are no rows (nothing to update).
+    fn assign_groups(&mut self, keys: &[ArrayRef], rows: usize) -> Result<bool> {
+        if rows == 0 {
+            return Ok(false);
+        }
+        match &mut self.group_values {
+            Some(values) => values.intern(keys, &mut self.group_indices)?,
+            None => {
+                self.single_group = true;
+                self.group_indices.clear();
+                self.group_indices.resize(rows, 0);
+            }
+        }
+        Ok(true)
     }
 }

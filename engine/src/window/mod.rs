@@ -5,9 +5,16 @@
 //! watermark reaches `window_end - 1`; a row whose window has fired is late.
 
 pub mod aggregate;
+pub mod output;
+pub mod slice_aggregate;
+pub mod slice_store;
+pub mod slicing;
 pub mod tumble;
 
 pub use aggregate::WindowAggregate;
+pub use output::{WindowOutput, WindowOutputColumn};
+pub use slice_aggregate::SlicedWindowAggregate;
+pub use slicing::SliceSpec;
 pub use tumble::TumbleAssigner;
 
 /// The names of the columns a window TVF appends, in order.
