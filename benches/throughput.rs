@@ -11,7 +11,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use watershed::StreamContext;
-use watershed::connectors::payments::{PaymentsConfig, PaymentsGenerator};
+use watershed::connectors::payments::{PaymentsConfig, generate_payments, payments_schema};
 
 const TUMBLE_SQL: &str = "
 INSERT INTO sink
@@ -33,26 +33,14 @@ const FILTER_BATCH_SQL: &str =
     "SELECT txn_id, card_id, amount FROM payments WHERE amount > 500 AND status <> 'APPROVED'";
 
 fn generate(rows: usize) -> (datafusion::arrow::datatypes::SchemaRef, Vec<RecordBatch>) {
-    let mut generator = PaymentsGenerator::with_full_schema(PaymentsConfig {
+    let config = PaymentsConfig {
         seed: 42,
         cards: 50_000,
         events_per_second: 1_000,
         ..PaymentsConfig::default()
-    })
-    .expect("generator");
-    let mut batches = Vec::new();
-    let mut left = rows;
-    while left > 0 {
-        let n = left.min(8192);
-        batches.push(
-            generator
-                .next_batch(n)
-                .expect("generate")
-                .expect("unbounded"),
-        );
-        left -= n;
-    }
-    (generator.schema(), batches)
+    };
+    let batches = generate_payments(config, rows as u64, 8192).expect("generate");
+    (payments_schema(), batches)
 }
 
 async fn streaming(

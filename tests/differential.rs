@@ -71,7 +71,7 @@ async fn filter_and_projection() {
 async fn tumble_count_sum_min_max_over_decimal() {
     check(
         "tumble_count_sum_min_max",
-        "SELECT window_start, window_end, card_id, COUNT(*) AS txns, SUM(amount) AS total, \
+        "SELECT window_start, window_end, card_id, COUNT(*) AS txns, COUNT(status) AS with_status, SUM(amount) AS total, \
          MIN(amount) AS lo, MAX(amount) AS hi FROM {from} GROUP BY window_start, window_end, card_id",
         "'1' MINUTE",
         60_000,

@@ -21,30 +21,39 @@ use crate::metrics::NodeMetrics;
 use crate::operator::{Operator, OperatorFactory, Output};
 use crate::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp, event_time_type};
 
+/// How the watermark is computed from a row.
+#[derive(Debug, Clone)]
+pub enum WatermarkStrategy {
+    /// `WATERMARK FOR ts AS ts - INTERVAL ...`: the row's event time minus a fixed
+    /// bound in milliseconds. Computed inline, without evaluating an expression.
+    BoundedOutOfOrderness(i64),
+    /// Any other expression over the row, evaluated with DataFusion.
+    Expression(Arc<dyn PhysicalExpr>),
+}
+
 /// Assigns watermarks from a table's `WATERMARK FOR col AS expr` declaration.
 #[derive(Debug, Clone)]
 pub struct WatermarkAssigner {
     schema: SchemaRef,
     time_column: usize,
-    expr: Arc<dyn PhysicalExpr>,
+    strategy: WatermarkStrategy,
     expr_text: String,
     watermark: Timestamp,
 }
 
 impl WatermarkAssigner {
     /// An assigner reading event time from column `time_column` of `schema` and the
-    /// watermark from `expr` (evaluated per row). `expr_text` is the SQL as written,
-    /// for EXPLAIN.
+    /// watermark by `strategy`. `expr_text` is the SQL as written, for EXPLAIN.
     pub fn new(
         schema: SchemaRef,
         time_column: usize,
-        expr: Arc<dyn PhysicalExpr>,
+        strategy: WatermarkStrategy,
         expr_text: impl Into<String>,
     ) -> Self {
         WatermarkAssigner {
             schema,
             time_column,
-            expr,
+            strategy,
             expr_text: expr_text.into(),
             watermark: MIN_WATERMARK,
         }
@@ -76,27 +85,44 @@ impl Operator for WatermarkAssigner {
         }
         let time = self.time_values(&batch)?;
         let time = time.as_primitive::<TimestampMillisecondType>().values();
-        let marks = cast(
-            &self.expr.evaluate(&batch)?.into_array(rows)?,
-            &event_time_type(),
-        )?;
-        let marks = marks
-            .as_primitive_opt::<TimestampMillisecondType>()
-            .ok_or_else(|| EngineError::Config("watermark expression is not a timestamp".into()))?;
+        let evaluated = match &self.strategy {
+            WatermarkStrategy::BoundedOutOfOrderness(_) => None,
+            WatermarkStrategy::Expression(expr) => Some(cast(
+                &expr.evaluate(&batch)?.into_array(rows)?,
+                &event_time_type(),
+            )?),
+        };
+        let marks = evaluated
+            .as_ref()
+            .map(|m| {
+                m.as_primitive_opt::<TimestampMillisecondType>()
+                    .ok_or_else(|| {
+                        EngineError::Config("watermark expression is not a timestamp".into())
+                    })
+            })
+            .transpose()?;
+        let bound = match &self.strategy {
+            WatermarkStrategy::BoundedOutOfOrderness(bound) => Some(*bound),
+            WatermarkStrategy::Expression(_) => None,
+        };
 
-        let emitted_before = self.watermark;
-        let mut emitted = emitted_before;
+        let mut emitted = self.watermark;
         let mut current = self.watermark;
         let mut start = 0;
-        for i in 0..rows {
-            if time[i] <= current && current > emitted {
+        for (i, &t) in time.iter().enumerate() {
+            if t <= current && current > emitted {
                 out.batch(batch.slice(start, i - start));
                 out.watermark(current);
                 emitted = current;
                 start = i;
             }
-            if marks.is_valid(i) {
-                current = current.max(marks.value(i));
+            let mark = match (bound, marks) {
+                (Some(bound), _) => Some(t.saturating_sub(bound)),
+                (None, Some(m)) => m.is_valid(i).then(|| m.value(i)),
+                (None, None) => None,
+            };
+            if let Some(mark) = mark {
+                current = current.max(mark);
             }
         }
         out.batch(batch.slice(start, rows - start));
@@ -126,9 +152,15 @@ impl OperatorFactory for WatermarkAssigner {
     }
 
     fn explain(&self) -> Vec<String> {
+        let strategy = match &self.strategy {
+            WatermarkStrategy::BoundedOutOfOrderness(bound) => {
+                format!("bounded out-of-orderness {bound} ms, per row")
+            }
+            WatermarkStrategy::Expression(_) => "expression, per row".to_string(),
+        };
         vec![
             format!("rowtime: {}", self.schema.field(self.time_column).name()),
-            format!("watermark: {}", self.expr_text),
+            format!("watermark: {} ({strategy})", self.expr_text),
         ]
     }
 
@@ -138,5 +170,81 @@ impl OperatorFactory for WatermarkAssigner {
 
     fn create(&self) -> Result<Box<dyn Operator>> {
         Ok(Box::new(self.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::Message;
+    use datafusion::arrow::array::TimestampMillisecondArray;
+    use datafusion::arrow::datatypes::{Field, Schema};
+    use datafusion::physical_expr::expressions::Column;
+
+    fn run(times: &[i64]) -> Vec<String> {
+        let schema = Arc::new(Schema::new(vec![Field::new("ts", event_time_type(), true)]));
+        // Watermark = event time itself (a bound of zero).
+        let mut assigner = WatermarkAssigner::new(
+            schema.clone(),
+            0,
+            WatermarkStrategy::Expression(Arc::new(Column::new("ts", 0))),
+            "ts",
+        );
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(TimestampMillisecondArray::from(times.to_vec()))],
+        )
+        .unwrap();
+        let metrics = NodeMetrics::default();
+        let mut messages = Vec::new();
+        let mut out = Output::new(&mut messages, &metrics);
+        assigner.on_batch(batch, &mut out).unwrap();
+        messages
+            .iter()
+            .map(|m| match m {
+                Message::Batch(b) => {
+                    let ts = b.column(0).as_primitive::<TimestampMillisecondType>();
+                    format!("rows{:?}", ts.values().to_vec())
+                }
+                Message::Watermark(w) => format!("wm{w}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_batch_is_cut_only_before_rows_behind_the_watermark() {
+        assert_eq!(run(&[10, 20, 30]), ["rows[10, 20, 30]", "wm30"]);
+        assert_eq!(
+            run(&[10, 20, 12, 25, 25]),
+            ["rows[10, 20]", "wm20", "rows[12, 25]", "wm25", "rows[25]"]
+        );
+    }
+
+    #[test]
+    fn rows_without_event_time_are_rejected() {
+        let schema = Arc::new(Schema::new(vec![Field::new("ts", event_time_type(), true)]));
+        let mut assigner = WatermarkAssigner::new(
+            schema.clone(),
+            0,
+            WatermarkStrategy::Expression(Arc::new(Column::new("ts", 0))),
+            "ts",
+        );
+        let batch = RecordBatch::try_new(
+            schema,
+            vec![Arc::new(TimestampMillisecondArray::from(vec![
+                Some(1),
+                None,
+                Some(2),
+            ]))],
+        )
+        .unwrap();
+        let metrics = NodeMetrics::default();
+        let mut messages = Vec::new();
+        assigner
+            .on_batch(batch, &mut Output::new(&mut messages, &metrics))
+            .unwrap();
+        assert_eq!(metrics.snapshot().rows_rejected, 1);
+        assert_eq!(metrics.snapshot().rows_out, 2);
     }
 }

@@ -24,21 +24,23 @@ use datafusion::optimizer::Optimizer;
 use datafusion::physical_expr::aggregate::LoweredAggregateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion::sql::parser::Statement as DfStatement;
-use datafusion::sql::sqlparser::ast::{ExprWithAlias, Query, Statement as SqlStatement};
+use datafusion::sql::sqlparser::ast::{
+    BinaryOperator, Expr as SqlExpr, ExprWithAlias, Query, Statement as SqlStatement,
+};
 use watershed_engine::aggregate::{AggregateCall, AggregateSpec};
 use watershed_engine::connector::ConnectorRegistry;
 use watershed_engine::filter::FilterOperator;
 use watershed_engine::graph::{JobGraph, NodeId};
 use watershed_engine::project::ProjectOperator;
 use watershed_engine::sink::SinkFactory;
-use watershed_engine::watermark::WatermarkAssigner;
+use watershed_engine::watermark::{WatermarkAssigner, WatermarkStrategy};
 use watershed_engine::window::{TumbleAssigner, WINDOW_COLUMNS, WindowAggregate};
 
 use crate::catalog::{Catalog, TableDef};
 use crate::error::{Result, SqlError};
 use crate::stream_table::StreamTable;
 use crate::types::arrow_to_sql_type;
-use crate::window_tvf::{WindowKind, WindowTvf, rewrite_window_tvfs};
+use crate::window_tvf::{WindowKind, WindowTvf, interval_ms, rewrite_window_tvfs};
 
 /// Optimizer rules that do not fit streaming: rewriting `COUNT(DISTINCT x)` into
 /// two aggregations would make a windowed aggregate emit twice.
@@ -394,12 +396,17 @@ impl<'a> Planner<'a> {
                 },
                 &df_schema,
             )?;
-            let physical = state.create_physical_expr(logical, &df_schema)?;
             let time_column = schema
                 .index_of(&wm.column)
                 .map_err(datafusion::error::DataFusionError::from)?;
+            let strategy = match bounded_out_of_orderness(&wm.expr, &wm.column) {
+                Some(bound) => WatermarkStrategy::BoundedOutOfOrderness(bound),
+                None => {
+                    WatermarkStrategy::Expression(state.create_physical_expr(logical, &df_schema)?)
+                }
+            };
             let op =
-                WatermarkAssigner::new(schema.clone(), time_column, physical, wm.expr.to_string());
+                WatermarkAssigner::new(schema.clone(), time_column, strategy, wm.expr.to_string());
             node = graph.add_operator(Arc::new(op), node);
         }
         let mut origins = vec![Origin::Other; schema.fields().len()];
@@ -488,6 +495,23 @@ fn conform_to_table(plan: LogicalPlan, target: &TableDef) -> Result<LogicalPlan>
         exprs.push(expr.alias(field.name()));
     }
     Ok(LogicalPlanBuilder::from(plan).project(exprs)?.build()?)
+}
+
+/// The bound of the common `WATERMARK FOR ts AS ts - INTERVAL '5' SECOND` (or
+/// `AS ts`), which the assigner computes inline instead of evaluating an
+/// interval expression per row.
+fn bounded_out_of_orderness(expr: &SqlExpr, column: &str) -> Option<i64> {
+    let is_column = |e: &SqlExpr| matches!(e, SqlExpr::Identifier(id) if id.value == column);
+    match expr {
+        e if is_column(e) => Some(0),
+        SqlExpr::Nested(inner) => bounded_out_of_orderness(inner, column),
+        SqlExpr::BinaryOp {
+            left,
+            op: BinaryOperator::Minus,
+            right,
+        } if is_column(left) => interval_ms(right).ok().filter(|ms| *ms >= 0),
+        _ => None,
+    }
 }
 
 fn unalias(expr: &Expr) -> &Expr {

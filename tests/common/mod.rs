@@ -11,7 +11,7 @@ use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use watershed::StreamContext;
-use watershed::connectors::payments::{PaymentsConfig, PaymentsGenerator};
+use watershed::connectors::payments::{PaymentsConfig, generate_payments, payments_schema};
 
 /// The bounded out-of-orderness of the generated data and of the tables' WATERMARK.
 pub const BOUND_MS: i64 = 5_000;
@@ -28,20 +28,8 @@ pub fn payments(rows: usize, seed: u64, late_percent: f64) -> (SchemaRef, Vec<Re
         events_per_second: 50,
         ..PaymentsConfig::default()
     };
-    let mut generator = PaymentsGenerator::with_full_schema(config).expect("generator");
-    let mut batches = Vec::new();
-    let mut left = rows;
-    while left > 0 {
-        let n = left.min(4096);
-        batches.push(
-            generator
-                .next_batch(n)
-                .expect("generate payments")
-                .expect("unbounded generator"),
-        );
-        left -= n;
-    }
-    (generator.schema(), batches)
+    let batches = generate_payments(config, rows as u64, 4096).expect("generate payments");
+    (payments_schema(), batches)
 }
 
 /// A streaming context with `payments` registered in memory, with
