@@ -184,3 +184,75 @@ async fn tumble_decimal_avg_rounds_half_up_like_flink() {
     expected.sort();
     assert_same_rows("decimal_avg", &streaming, &expected);
 }
+
+/// The batch oracle's stand-in for HOP: each row joined with the `size / slide`
+/// windows that contain it, computed in milliseconds.
+fn hop_oracle(slide_ms: i64, size_ms: i64) -> String {
+    let ks: Vec<String> = (0..size_ms / slide_ms).map(|k| format!("({k})")).collect();
+    let start = format!(
+        "CAST(p.event_time AS BIGINT) - CAST(p.event_time AS BIGINT) % {slide_ms} - o.k * {slide_ms}"
+    );
+    format!(
+        "(SELECT p.*, to_timestamp_millis({start}) AS window_start, \
+                to_timestamp_millis({start} + {size_ms}) AS window_end \
+          FROM payments p CROSS JOIN (VALUES {}) AS o(k)) AS w",
+        ks.join(", ")
+    )
+}
+
+/// The batch oracle's stand-in for CUMULATE: each row joined with every window
+/// `[s, s + j * step)` of its max-size window that contains it.
+fn cumulate_oracle(step_ms: i64, max_ms: i64) -> String {
+    let js: Vec<String> = (1..=max_ms / step_ms).map(|j| format!("({j})")).collect();
+    let s = format!("(CAST(p.event_time AS BIGINT) - CAST(p.event_time AS BIGINT) % {max_ms})");
+    format!(
+        "(SELECT p.*, to_timestamp_millis({s}) AS window_start, \
+                to_timestamp_millis({s} + o.j * {step_ms}) AS window_end \
+          FROM payments p CROSS JOIN (VALUES {}) AS o(j) \
+          WHERE {s} + o.j * {step_ms} > CAST(p.event_time AS BIGINT)) AS w",
+        js.join(", ")
+    )
+}
+
+async fn check_window(label: &str, template: &str, tvf: &str, oracle_from: &str) {
+    let (schema, batches) = payments(ROWS, 17, 0.0);
+    let ctx = stream_context(&schema, &batches);
+    let streaming = stream_rows(&ctx, &template.replace("{from}", tvf)).await;
+    let batch = batch_rows(&schema, &batches, &template.replace("{from}", oracle_from)).await;
+    assert!(!batch.is_empty(), "{label}: the oracle returned no rows");
+    assert_same_rows(label, &streaming, &batch);
+}
+
+const WINDOW_AGGREGATES: &str = "SELECT window_start, window_end, country, COUNT(*) AS n, \
+    SUM(amount) AS total, MIN(amount) AS lo, MAX(amount) AS hi, COUNT(DISTINCT card_id) AS cards, \
+    COUNT(*) FILTER (WHERE status = 'DECLINED') AS declines \
+    FROM {from} WHERE amount > 5 GROUP BY window_start, window_end, country";
+
+#[tokio::test]
+async fn hop_windows_share_slices_and_match_batch() {
+    check_window(
+        "hop 1 min / 5 min",
+        WINDOW_AGGREGATES,
+        "TABLE(HOP(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTE, INTERVAL '5' MINUTES))",
+        &hop_oracle(60_000, 300_000),
+    )
+    .await;
+    check_window(
+        "hop 10 s / 30 s",
+        WINDOW_AGGREGATES,
+        "TABLE(HOP(TABLE payments, DESCRIPTOR(event_time), INTERVAL '10' SECOND, INTERVAL '30' SECOND))",
+        &hop_oracle(10_000, 30_000),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cumulate_windows_match_batch() {
+    check_window(
+        "cumulate 1 min / 5 min",
+        WINDOW_AGGREGATES,
+        "TABLE(CUMULATE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTE, INTERVAL '5' MINUTES))",
+        &cumulate_oracle(60_000, 300_000),
+    )
+    .await;
+}

@@ -119,12 +119,30 @@ async fn unsupported_features_are_named() {
         plan_error("SELECT a.card_id FROM payments a JOIN payments b ON a.card_id = b.card_id")
             .await;
     assert!(join.contains("join"), "{join}");
-    let hop = plan_error(
-        "SELECT window_start, COUNT(*) FROM TABLE(HOP(TABLE payments, DESCRIPTOR(event_time), \
-         INTERVAL '1' MINUTE, INTERVAL '5' MINUTE)) GROUP BY window_start, window_end",
+    let session = plan_error(
+        "SELECT window_start, COUNT(*) FROM TABLE(SESSION(TABLE payments PARTITION BY card_id, \
+         DESCRIPTOR(event_time), INTERVAL '5' MINUTE)) GROUP BY window_start, window_end",
     )
     .await;
-    assert!(hop.contains("HOP") && hop.contains("line 1"), "{hop}");
+    assert!(
+        session.contains("SESSION") && session.contains("line 1"),
+        "{session}"
+    );
+    let uneven = plan_error(
+        "SELECT window_start, COUNT(*) FROM TABLE(HOP(TABLE payments, DESCRIPTOR(event_time), \
+         INTERVAL '2' MINUTE, INTERVAL '5' MINUTE)) GROUP BY window_start, window_end",
+    )
+    .await;
+    assert!(uneven.contains("multiple of the slide"), "{uneven}");
+    let unaggregated = plan_error(
+        "SELECT txn_id, window_start FROM TABLE(HOP(TABLE payments, DESCRIPTOR(event_time), \
+         INTERVAL '1' MINUTE, INTERVAL '5' MINUTE))",
+    )
+    .await;
+    assert!(
+        unaggregated.contains("without aggregating"),
+        "{unaggregated}"
+    );
     let updating = plan_error("SELECT card_id, SUM(amount) FROM payments GROUP BY card_id").await;
     assert!(updating.contains("window_start"), "{updating}");
     let order = plan_error("SELECT card_id FROM payments ORDER BY amount").await;

@@ -148,3 +148,17 @@ plan_snapshot!(
      WHERE char_length(mcc) = 4
      GROUP BY window_start, window_end, UPPER(country)"
 );
+
+plan_snapshot!(
+    hop_sliding_velocity,
+    "SELECT window_start, window_end, card_id, COUNT(*) AS txns, SUM(amount) AS total
+     FROM TABLE(HOP(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTE, INTERVAL '5' MINUTES))
+     GROUP BY window_start, window_end, card_id"
+);
+
+plan_snapshot!(
+    cumulate_daily_spend,
+    "SELECT window_start, window_end, account_id, SUM(amount) AS spent
+     FROM TABLE(CUMULATE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' HOUR, INTERVAL '1' DAY))
+     GROUP BY window_start, window_end, account_id"
+);

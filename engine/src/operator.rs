@@ -54,6 +54,19 @@ pub trait Operator: Send {
     /// Processes one batch of input rows.
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Output<'_>) -> Result<()>;
 
+    /// Processes one batch from input number `input` (0 for single-input
+    /// operators; 0 = left and 1 = right for joins). The default ignores the input
+    /// number. The watermark an operator sees is the minimum over all its inputs.
+    fn on_input_batch(
+        &mut self,
+        input: usize,
+        batch: RecordBatch,
+        out: &mut Output<'_>,
+    ) -> Result<()> {
+        let _ = input;
+        self.on_batch(batch, out)
+    }
+
     /// Reacts to event time advancing. The default forwards the watermark.
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<'_>) -> Result<()> {
         out.watermark(watermark);

@@ -31,10 +31,14 @@ use watershed_engine::aggregate::{AggregateCall, AggregateSpec};
 use watershed_engine::connector::ConnectorRegistry;
 use watershed_engine::filter::FilterOperator;
 use watershed_engine::graph::{JobGraph, NodeId};
+use watershed_engine::operator::OperatorFactory;
 use watershed_engine::project::ProjectOperator;
 use watershed_engine::sink::SinkFactory;
 use watershed_engine::watermark::{WatermarkAssigner, WatermarkStrategy};
-use watershed_engine::window::{TumbleAssigner, WINDOW_COLUMNS, WindowAggregate};
+use watershed_engine::window::{
+    SliceSpec, SlicedWindowAggregate, TumbleAssigner, WINDOW_COLUMNS, WindowAggregate,
+    WindowOutput, WindowOutputColumn,
+};
 
 use crate::catalog::{Catalog, TableDef};
 use crate::error::{Result, SqlError};
@@ -50,7 +54,13 @@ const DISABLED_OPTIMIZER_RULES: &[&str] = &["single_distinct_aggregation_to_grou
 #[derive(Debug, Clone, PartialEq)]
 enum Origin {
     /// A window column (`window_start`, `window_end`, `window_time`) of a TVF.
-    Window { column: usize, window: String },
+    /// For HOP and CUMULATE (`sliced`), the column holds the bounds of the row's
+    /// slice until the aggregate turns slices into windows.
+    Window {
+        column: usize,
+        window: String,
+        sliced: Option<SliceSpec>,
+    },
     /// Anything else.
     Other,
 }
@@ -235,6 +245,20 @@ impl<'a> Planner<'a> {
         let plan = self.state().optimize(&plan)?;
         let mut graph = JobGraph::new(name);
         let planned = self.translate(&plan, &mut graph)?;
+        if let Some(Origin::Window { window, .. }) = planned.origins.iter().find(|o| {
+            matches!(
+                o,
+                Origin::Window {
+                    sliced: Some(_),
+                    ..
+                }
+            )
+        }) {
+            return Err(unsupported(format!(
+                "selecting rows of {window} without aggregating them; group by \
+                 window_start, window_end"
+            )));
+        }
         graph.add_sink(sink_name, sink, planned.node);
         Ok(graph)
     }
@@ -263,6 +287,7 @@ impl<'a> Planner<'a> {
             }
             LogicalPlan::Filter(filter) => {
                 let input = self.translate(&filter.input, graph)?;
+                refuse_slice_expression(&filter.predicate, filter.input.schema(), &input.origins)?;
                 let predicate = self
                     .state()
                     .create_physical_expr(filter.predicate.clone(), filter.input.schema())?;
@@ -278,6 +303,9 @@ impl<'a> Planner<'a> {
                 let mut exprs = Vec::with_capacity(projection.expr.len());
                 let mut origins = Vec::with_capacity(projection.expr.len());
                 for (expr, field) in projection.expr.iter().zip(projection.schema.fields()) {
+                    if !matches!(unalias(expr), Expr::Column(_)) {
+                        refuse_slice_expression(expr, input_schema, &input.origins)?;
+                    }
                     origins.push(match unalias(expr) {
                         Expr::Column(c) => input_schema
                             .index_of_column(c)
@@ -326,16 +354,16 @@ impl<'a> Planner<'a> {
                         .iter()
                         .position(|o| matches!(o, Origin::Window { column: c, .. } if *c == column))
                 };
-                let (Some(_start), Some(end)) = (window_key(0), window_key(1)) else {
+                let (Some(start), Some(end)) = (window_key(0), window_key(1)) else {
                     return Err(unsupported(
                         "GROUP BY without window_start and window_end of a window TVF \
                          (an updating, non-windowed aggregate); group by the window columns \
                          of TABLE(TUMBLE(...))",
                     ));
                 };
-                let window = match &origins[end] {
-                    Origin::Window { window, .. } => window.clone(),
-                    Origin::Other => String::new(),
+                let (window, sliced) = match &origins[end] {
+                    Origin::Window { window, sliced, .. } => (window.clone(), *sliced),
+                    Origin::Other => (String::new(), None),
                 };
                 let mut calls = Vec::new();
                 for expr in &aggregate.aggr_expr {
@@ -357,16 +385,56 @@ impl<'a> Planner<'a> {
                         filter: lowered.filter,
                     });
                 }
-                let spec = AggregateSpec::new(
-                    group_exprs,
-                    calls,
-                    &input_arrow,
-                    arrow_schema(&aggregate.schema),
-                )?;
+                let output_schema = arrow_schema(&aggregate.schema);
+                let op: Arc<dyn OperatorFactory> = match sliced {
+                    None => {
+                        let spec =
+                            AggregateSpec::new(group_exprs, calls, &input_arrow, output_schema)?;
+                        Arc::new(WindowAggregate::new(spec, end, window))
+                    }
+                    Some(slicing) => {
+                        // Group by the non-window keys; the window columns are
+                        // produced by the operator as it turns slices into windows.
+                        let mut layout = Vec::with_capacity(output_schema.fields().len());
+                        let mut keys = Vec::new();
+                        for (origin, expr) in origins.iter().zip(group_exprs) {
+                            layout.push(match origin {
+                                Origin::Window { column: 0, .. } => WindowOutputColumn::WindowStart,
+                                Origin::Window { column: 1, .. } => WindowOutputColumn::WindowEnd,
+                                Origin::Window { .. } => WindowOutputColumn::WindowTime,
+                                Origin::Other => {
+                                    keys.push(expr);
+                                    WindowOutputColumn::Key(keys.len() - 1)
+                                }
+                            });
+                        }
+                        layout.extend((0..calls.len()).map(WindowOutputColumn::Aggregate));
+                        // Any value inside a row's slice locates it; the slice start
+                        // (the placeholder window_start) is one.
+                        let time_column = match unalias(&aggregate.group_expr[start]) {
+                            Expr::Column(c) => input_schema.index_of_column(c)?,
+                            _ => return Err(SqlError::Plan("window_start is not a column".into())),
+                        };
+                        let spec =
+                            AggregateSpec::new(keys, calls, &input_arrow, output_schema.clone())?;
+                        let output = WindowOutput::new(layout, output_schema, &spec)?;
+                        Arc::new(SlicedWindowAggregate::new(
+                            spec,
+                            slicing,
+                            time_column,
+                            output,
+                        )?)
+                    }
+                };
+                // After aggregation the window columns hold real windows.
+                for origin in origins.iter_mut() {
+                    if let Origin::Window { sliced, .. } = origin {
+                        *sliced = None;
+                    }
+                }
                 origins.extend((0..aggregate.aggr_expr.len()).map(|_| Origin::Other));
-                let op = WindowAggregate::new(spec, end, window);
                 Ok(Planned {
-                    node: graph.add_operator(Arc::new(op), input.node),
+                    node: graph.add_operator(op, input.node),
                     origins,
                 })
             }
@@ -414,9 +482,20 @@ impl<'a> Planner<'a> {
             let time_column = schema
                 .index_of(&tvf.time_column)
                 .map_err(datafusion::error::DataFusionError::from)?;
-            let op = match tvf.kind {
-                WindowKind::Tumble { size_ms, offset_ms } => {
-                    TumbleAssigner::new(schema.clone(), time_column, size_ms, offset_ms)?
+            let sliced = tvf.kind.slicing();
+            let op = match (&tvf.kind, sliced) {
+                (WindowKind::Tumble { size_ms, offset_ms }, _) => {
+                    TumbleAssigner::new(schema.clone(), time_column, *size_ms, *offset_ms)?
+                }
+                (_, Some(slicing)) => TumbleAssigner::new(
+                    schema.clone(),
+                    time_column,
+                    slicing.validated()?.slice_width(),
+                    0,
+                )?
+                .for_slices(tvf.describe()),
+                (_, None) => {
+                    return Err(SqlError::Plan(format!("no slicing for {}", tvf.describe())));
                 }
             };
             schema = op.schema();
@@ -424,6 +503,7 @@ impl<'a> Planner<'a> {
             origins.extend((0..WINDOW_COLUMNS.len()).map(|column| Origin::Window {
                 column,
                 window: tvf.describe(),
+                sliced,
             }));
         }
         let all: Vec<usize> = (0..schema.fields().len()).collect();
@@ -512,6 +592,29 @@ fn bounded_out_of_orderness(expr: &SqlExpr, column: &str) -> Option<i64> {
         } if is_column(left) => interval_ms(right).ok().filter(|ms| *ms >= 0),
         _ => None,
     }
+}
+
+/// Refuses an expression that computes with the window columns of HOP or
+/// CUMULATE before aggregation: there they hold slice bounds, not windows.
+fn refuse_slice_expression(expr: &Expr, schema: &DFSchemaRef, origins: &[Origin]) -> Result<()> {
+    for column in expr.column_refs() {
+        let origin = schema
+            .index_of_column(column)
+            .ok()
+            .and_then(|i| origins.get(i));
+        if let Some(Origin::Window {
+            window,
+            sliced: Some(_),
+            ..
+        }) = origin
+        {
+            return Err(unsupported(format!(
+                "using {} of {window} before GROUP BY window_start, window_end",
+                column.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn unalias(expr: &Expr) -> &Expr {

@@ -14,6 +14,8 @@ use datafusion::sql::sqlparser::ast::{
     Spanned, TableAlias, TableFactor, Value, VisitMut, VisitorMut,
 };
 
+use watershed_engine::window::SliceSpec;
+
 use crate::error::{Result, SqlError};
 
 /// The kinds of window TVF.
@@ -26,6 +28,38 @@ pub enum WindowKind {
         /// Alignment offset in milliseconds.
         offset_ms: i64,
     },
+    /// `HOP(TABLE t, DESCRIPTOR(ts), slide, size)`: note slide before size.
+    Hop {
+        /// Distance between window starts in milliseconds.
+        slide_ms: i64,
+        /// Window length in milliseconds.
+        size_ms: i64,
+    },
+    /// `CUMULATE(TABLE t, DESCRIPTOR(ts), step, max_size)`.
+    Cumulate {
+        /// Growth step in milliseconds.
+        step_ms: i64,
+        /// Length of the largest window in milliseconds.
+        max_size_ms: i64,
+    },
+}
+
+impl WindowKind {
+    /// The slicing of an overlapping window kind, aggregated by sharing slices;
+    /// `None` for TUMBLE, whose rows each belong to exactly one window.
+    pub fn slicing(&self) -> Option<SliceSpec> {
+        match *self {
+            WindowKind::Tumble { .. } => None,
+            WindowKind::Hop { slide_ms, size_ms } => Some(SliceSpec::Hop { size_ms, slide_ms }),
+            WindowKind::Cumulate {
+                step_ms,
+                max_size_ms,
+            } => Some(SliceSpec::Cumulate {
+                step_ms,
+                max_size_ms,
+            }),
+        }
+    }
 }
 
 /// One window TVF call found in a query.
@@ -48,7 +82,25 @@ pub struct WindowTvf {
 impl WindowTvf {
     /// A short description for EXPLAIN, e.g. `TUMBLE(payments, event_time, 1 min)`.
     pub fn describe(&self) -> String {
+        let ms = watershed_engine::window::tumble::format_duration_ms;
         match &self.kind {
+            WindowKind::Hop { slide_ms, size_ms } => format!(
+                "HOP({}, {}, slide {}, size {})",
+                self.table,
+                self.time_column,
+                ms(*slide_ms),
+                ms(*size_ms)
+            ),
+            WindowKind::Cumulate {
+                step_ms,
+                max_size_ms,
+            } => format!(
+                "CUMULATE({}, {}, step {}, max size {})",
+                self.table,
+                self.time_column,
+                ms(*step_ms),
+                ms(*max_size_ms)
+            ),
             WindowKind::Tumble { size_ms, offset_ms } => {
                 let size = watershed_engine::window::tumble::format_duration_ms(*size_ms);
                 if *offset_ms == 0 {
@@ -182,9 +234,64 @@ fn parse_window_call(expr: &Expr, counter: &mut usize) -> Result<WindowTvf> {
                 column,
             })
         }
-        "HOP" | "SESSION" | "CUMULATE" => Err(unsupported(
+        "HOP" | "CUMULATE" => {
+            if args.len() != 4 {
+                return Err(invalid(
+                    expr,
+                    format!(
+                        "{name} takes (TABLE t, DESCRIPTOR(time_col), {})",
+                        if name == "HOP" {
+                            "slide, size"
+                        } else {
+                            "step, max_size"
+                        }
+                    ),
+                ));
+            }
+            let table = table_arg(args[0])?;
+            let time_column = descriptor_arg(args[1])?;
+            let first = interval_ms(args[2])?;
+            let second = interval_ms(args[3])?;
+            if first <= 0 || second <= 0 {
+                return Err(invalid(expr, format!("{name} intervals must be positive")));
+            }
+            // Flink's rules: HOP size must be a multiple of the slide, CUMULATE
+            // max size a multiple of the step.
+            if second % first != 0 {
+                let (a, b) = if name == "HOP" {
+                    ("size", "slide")
+                } else {
+                    ("max size", "step")
+                };
+                return Err(invalid(
+                    expr,
+                    format!("{name} {a} must be an integral multiple of the {b}"),
+                ));
+            }
+            let kind = if name == "HOP" {
+                WindowKind::Hop {
+                    slide_ms: first,
+                    size_ms: second,
+                }
+            } else {
+                WindowKind::Cumulate {
+                    step_ms: first,
+                    max_size_ms: second,
+                }
+            };
+            *counter += 1;
+            Ok(WindowTvf {
+                generated_name: format!("{name}#{}({table})", counter),
+                kind,
+                table,
+                time_column,
+                line,
+                column,
+            })
+        }
+        "SESSION" => Err(unsupported(
             expr,
-            format!("the {name} window TVF (only TUMBLE is supported in this version)"),
+            "the SESSION window TVF (TUMBLE, HOP and CUMULATE are supported in this version)",
         )),
         other => Err(unsupported(expr, format!("table function {other}"))),
     }

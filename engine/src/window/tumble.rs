@@ -21,6 +21,7 @@ pub struct TumbleAssigner {
     time_column: usize,
     size_ms: i64,
     offset_ms: i64,
+    slices_for: Option<String>,
 }
 
 impl TumbleAssigner {
@@ -42,6 +43,7 @@ impl TumbleAssigner {
             time_column,
             size_ms,
             offset_ms,
+            slices_for: None,
         })
     }
 
@@ -52,6 +54,14 @@ impl TumbleAssigner {
             fields.push(Field::new(name, event_time_type(), false));
         }
         Arc::new(Schema::new(fields))
+    }
+
+    /// Assigns slices of an overlapping window (named for EXPLAIN) instead of
+    /// windows: the window columns hold each row's slice until a sliced window
+    /// aggregate turns slices into windows.
+    pub fn for_slices(mut self, window: String) -> Self {
+        self.slices_for = Some(window);
+        self
     }
 
     /// The schema of the batches this assigner emits.
@@ -88,10 +98,19 @@ impl Operator for TumbleAssigner {
 
 impl OperatorFactory for TumbleAssigner {
     fn name(&self) -> String {
-        "TumbleWindow".to_string()
+        match self.slices_for {
+            Some(_) => "SliceAssigner".to_string(),
+            None => "TumbleWindow".to_string(),
+        }
     }
 
     fn explain(&self) -> Vec<String> {
+        if let Some(window) = &self.slices_for {
+            return vec![
+                format!("time: {}", self.input_schema.field(self.time_column).name()),
+                format!("slices: {} for {window}", format_duration_ms(self.size_ms)),
+            ];
+        }
         let mut lines = vec![
             format!("time: {}", self.input_schema.field(self.time_column).name()),
             format!("size: {}", format_duration_ms(self.size_ms)),
