@@ -19,6 +19,12 @@ SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
 FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
 GROUP BY window_start, window_end, card_id";
 
+const HOP_SQL: &str = "
+INSERT INTO sink
+SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
+FROM TABLE(HOP(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTE, INTERVAL '5' MINUTES))
+GROUP BY window_start, window_end, card_id";
+
 const TUMBLE_BATCH_SQL: &str = "
 SELECT date_bin(INTERVAL '1 minute', event_time, TIMESTAMP '1970-01-01 00:00:00') AS ws,
        date_bin(INTERVAL '1 minute', event_time, TIMESTAMP '1970-01-01 00:00:00') + INTERVAL '1 minute' AS we,
@@ -114,6 +120,8 @@ fn main() {
             let label = if round == 0 { " (warm-up)" } else { "" };
             let (s, out) = streaming(&schema, &batches, sink_ddl, TUMBLE_SQL).await;
             report(&format!("streaming TUMBLE 1 min aggregate{label}"), rows, s, out);
+            let (s, out) = streaming(&schema, &batches, sink_ddl, HOP_SQL).await;
+            report(&format!("streaming HOP 1 min / 5 min aggregate{label}"), rows, s, out);
             let (s, out) = batch(&schema, &batches, TUMBLE_BATCH_SQL).await;
             report(&format!("DataFusion batch, same aggregate{label}"), rows, s, out as u64);
             let (s, out) = streaming(&schema, &batches, sink_ddl, FILTER_SQL).await;

@@ -55,7 +55,7 @@ pub fn summary_text(result: &JobResult, elapsed: Duration) -> String {
     ];
     if r.results_filtered > 0 {
         lines.push(format!(
-            "  results dropped by HAVING {:>5}",
+            "  results dropped  {:>14}  (HAVING)",
             thousands(r.results_filtered)
         ));
     }

@@ -214,6 +214,16 @@ impl AggregateSpec {
             group_indices: Vec::new(),
         })
     }
+
+    /// One fresh `GroupsAccumulator` per aggregate call, in call order, for
+    /// operators that assign group indices themselves instead of interning keys
+    /// (session windows: one group per session).
+    pub fn new_accumulators(&self) -> Result<Vec<Box<dyn GroupsAccumulator>>> {
+        self.calls
+            .iter()
+            .map(|call| create_groups_accumulator(&call.function))
+            .collect()
+    }
 }
 
 fn create_groups_accumulator(

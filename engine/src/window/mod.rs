@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 pub mod output;
+pub mod session;
 pub mod slice_aggregate;
 pub mod slice_store;
 pub mod slicing;
