@@ -22,7 +22,7 @@ pub mod settings {
     pub const BATCH_SIZE: &str = "execution.batch-size";
     /// Flink's runtime mode; only `streaming` is supported.
     pub const RUNTIME_MODE: &str = "execution.runtime-mode";
-    /// Flink's default parallelism; only 1 runs in this version.
+    /// Flink's default parallelism: parallel instances of every node.
     pub const PARALLELISM: &str = "parallelism.default";
 }
 
@@ -216,9 +216,11 @@ fn check_setting(key: &str, value: &str) -> Result<()> {
                  bounded sources still end and fire their windows"
             )))
         }
-        settings::PARALLELISM if value.trim() != "1" => Err(WatershedError::Usage(format!(
-            "SET '{key}' = '{value}': this version runs every job with parallelism 1"
-        ))),
+        settings::PARALLELISM if value.trim().parse::<usize>().map_or(true, |p| p == 0) => {
+            Err(WatershedError::Usage(format!(
+                "SET '{key}' = '{value}': expected a positive number of parallel instances"
+            )))
+        }
         _ => Ok(()),
     }
 }

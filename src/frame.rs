@@ -193,7 +193,10 @@ impl SinkFactory for ClientSink {
         vec!["results to the client".to_string()]
     }
 
-    fn create(&self) -> watershed_engine::Result<Box<dyn Sink>> {
+    fn create(
+        &self,
+        _split: watershed_engine::source::Split,
+    ) -> watershed_engine::Result<Box<dyn Sink>> {
         Err(EngineError::Config(
             "the query's results have no consumer".into(),
         ))

@@ -256,3 +256,29 @@ async fn cumulate_windows_match_batch() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn session_windows_match_batch() {
+    // Oracle: sessionize with LAG over each card's rows in time order; a gap
+    // larger than 30 s starts a new session (rows exactly 30 s apart touch).
+    let oracle = "WITH ms AS (SELECT *, CAST(event_time AS BIGINT) AS t FROM payments), \
+        flagged AS (SELECT *, CASE WHEN t - LAG(t) OVER (PARTITION BY card_id ORDER BY t) <= 30000 \
+                    THEN 0 ELSE 1 END AS new_session FROM ms), \
+        numbered AS (SELECT *, SUM(new_session) OVER (PARTITION BY card_id ORDER BY t \
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid FROM flagged) \
+        SELECT to_timestamp_millis(MIN(t)), to_timestamp_millis(MAX(t) + 30000), card_id, \
+               COUNT(*), SUM(amount), MAX(amount) FROM numbered GROUP BY card_id, sid";
+    let query = "SELECT window_start, window_end, card_id, COUNT(*) AS n, SUM(amount) AS total, \
+        MAX(amount) AS hi FROM TABLE(SESSION(TABLE payments PARTITION BY card_id, \
+        DESCRIPTOR(event_time), INTERVAL '30' SECOND)) GROUP BY window_start, window_end, card_id";
+    let (schema, batches) = payments(ROWS, 23, 0.0);
+    let ctx = stream_context(&schema, &batches);
+    let streaming = stream_rows(&ctx, query).await;
+    let batch = batch_rows(&schema, &batches, oracle).await;
+    assert!(
+        batch.len() > 100,
+        "expected many sessions, got {}",
+        batch.len()
+    );
+    assert_same_rows("session 30 s", &streaming, &batch);
+}

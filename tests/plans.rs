@@ -162,3 +162,24 @@ plan_snapshot!(
      FROM TABLE(CUMULATE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' HOUR, INTERVAL '1' DAY))
      GROUP BY window_start, window_end, account_id"
 );
+
+#[tokio::test]
+async fn parallel_keyed_aggregate() {
+    let ctx = StreamContext::new();
+    ctx.sql(DDL).await.expect("ddl");
+    ctx.sql("SET 'parallelism.default' = '2'")
+        .await
+        .expect("set");
+    let text = ctx
+        .sql(
+            "EXPLAIN INSERT INTO card_minute
+             SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
+             FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
+             GROUP BY window_start, window_end, card_id",
+        )
+        .await
+        .expect("explain")
+        .plan_text()
+        .expect("plan text");
+    insta::assert_snapshot!("parallel_keyed_aggregate", text);
+}

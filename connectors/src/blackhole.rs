@@ -6,6 +6,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use watershed_engine::EngineError;
 use watershed_engine::connector::TableSpec;
 use watershed_engine::sink::{Sink, SinkFactory};
+use watershed_engine::source::Split;
 
 use crate::options::{CONNECTOR, TableOptions};
 
@@ -29,7 +30,8 @@ impl SinkFactory for BlackholeSinkFactory {
         vec![format!("{CONNECTOR}={IDENTIFIER}")]
     }
 
-    fn create(&self) -> Result<Box<dyn Sink>, EngineError> {
+    /// Every instance discards its input, so the split is ignored.
+    fn create(&self, _split: Split) -> Result<Box<dyn Sink>, EngineError> {
         Ok(Box::new(BlackholeSink))
     }
 }

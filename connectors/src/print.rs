@@ -1,6 +1,9 @@
 //! The `print` sink (`'connector' = 'print'`): writes every row to stdout (or
 //! stderr) in Flink's print format, `+I[1, 2024-01-01 00:00:00.000, 12.50]`,
 //! prefixed by `'print-identifier'> ` when set. NULL prints as `null`.
+//!
+//! With several parallel instances, each line also names its instance as Flink
+//! does, numbered from 1: `<identifier>:<n>> `, or `<n>> ` without an identifier.
 
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -10,6 +13,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use watershed_engine::EngineError;
 use watershed_engine::connector::TableSpec;
 use watershed_engine::sink::{Sink, SinkFactory};
+use watershed_engine::source::Split;
 
 use crate::explain::explain_options;
 use crate::format::datetime::TimestampStandard;
@@ -79,13 +83,30 @@ impl SinkFactory for PrintSinkFactory {
         self.explain.clone()
     }
 
-    fn create(&self) -> Result<Box<dyn Sink>, EngineError> {
+    /// A printer whose lines carry the instance number when `split.count > 1`.
+    fn create(&self, split: Split) -> Result<Box<dyn Sink>, EngineError> {
         Ok(Box::new(PrintSink {
-            identifier: self.identifier.clone(),
+            prefix: line_prefix(self.identifier.as_deref(), split),
             target: self.target,
             text: String::new(),
         }))
     }
+}
+
+/// The prefix (without the trailing `> `) of instance `split`'s lines, as in
+/// Flink's `PrintSinkOutputWriter`: the identifier, followed with parallelism
+/// above 1 by `:` and the 1-based instance number (just the number without an
+/// identifier). `None` when lines have no prefix.
+pub fn line_prefix(identifier: Option<&str>, split: Split) -> Option<String> {
+    let identifier = identifier.filter(|id| !id.is_empty());
+    if split.count <= 1 {
+        return identifier.map(str::to_string);
+    }
+    let instance = split.index + 1;
+    Some(match identifier {
+        Some(id) => format!("{id}:{instance}"),
+        None => instance.to_string(),
+    })
 }
 
 /// Appends one `+I[...]` line per row of `batch` to `out`.
@@ -121,7 +142,8 @@ pub fn format_rows(
 }
 
 struct PrintSink {
-    identifier: Option<String>,
+    /// The line prefix without `> `, see [`line_prefix`].
+    prefix: Option<String>,
     target: PrintTarget,
     text: String,
 }
@@ -130,7 +152,7 @@ struct PrintSink {
 impl Sink for PrintSink {
     async fn write_batch(&mut self, batch: RecordBatch) -> Result<(), EngineError> {
         self.text.clear();
-        format_rows(&batch, self.identifier.as_deref(), &mut self.text)?;
+        format_rows(&batch, self.prefix.as_deref(), &mut self.text)?;
         let written = match self.target {
             PrintTarget::Stdout => std::io::stdout().lock().write_all(self.text.as_bytes()),
             PrintTarget::Stderr => std::io::stderr().lock().write_all(self.text.as_bytes()),
@@ -181,6 +203,27 @@ mod tests {
         let mut out = String::new();
         format_rows(&batch.slice(0, 1), Some("alerts"), &mut out).unwrap();
         assert_eq!(out, "alerts> +I[1, 2024-01-01 00:00:00.000, 12.50, a b]\n");
+    }
+
+    #[test]
+    fn parallel_instances_are_numbered_like_flink() {
+        let split = |index| Split { index, count: 3 };
+        assert_eq!(line_prefix(None, Split::SINGLE), None);
+        assert_eq!(line_prefix(Some("x"), Split::SINGLE).as_deref(), Some("x"));
+        assert_eq!(line_prefix(Some(""), Split::SINGLE), None);
+        assert_eq!(line_prefix(Some("x"), split(0)).as_deref(), Some("x:1"));
+        assert_eq!(line_prefix(Some("x"), split(2)).as_deref(), Some("x:3"));
+        assert_eq!(line_prefix(None, split(1)).as_deref(), Some("2"));
+        let id: ArrayRef = Arc::new(Int64Array::from(vec![7]));
+        let batch = RecordBatch::try_from_iter([("id", id)]).unwrap();
+        let mut out = String::new();
+        format_rows(
+            &batch,
+            line_prefix(Some("x"), split(1)).as_deref(),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, "x:2> +I[7]\n");
     }
 
     #[test]

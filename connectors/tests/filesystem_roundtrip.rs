@@ -19,7 +19,7 @@ use watershed_connectors::payments::{PaymentsConfig, generate_payments, payments
 use watershed_engine::EngineError;
 use watershed_engine::connector::{ConnectorRegistry, TableSpec};
 use watershed_engine::metrics::NodeMetrics;
-use watershed_engine::source::SourceContext;
+use watershed_engine::source::{SourceContext, Split};
 
 fn spec(schema: SchemaRef, options: &[(&str, &str)]) -> TableSpec {
     TableSpec {
@@ -84,7 +84,7 @@ fn all_types_batch(string_nulls: bool) -> RecordBatch {
 }
 
 async fn write(registry: &DefaultConnectors, table: &TableSpec, batches: &[RecordBatch]) {
-    let mut sink = registry.sink(table).unwrap().create().unwrap();
+    let mut sink = registry.sink(table).unwrap().create(Split::SINGLE).unwrap();
     for b in batches {
         sink.write_batch(b.clone()).await.unwrap();
     }
@@ -101,7 +101,7 @@ async fn read(
         metrics: Arc::new(NodeMetrics::default()),
         batch_size,
     };
-    let mut source = factory.create()?;
+    let mut source = factory.create(Split::SINGLE)?;
     let mut batches = Vec::new();
     while let Some(b) = source.next_batch(&ctx).await? {
         batches.push(b);

@@ -162,47 +162,81 @@ impl JobGraph {
         )
     }
 
-    /// The nodes of a linear pipeline (source, operators, sink) in order, or an
-    /// error when the graph is not one.
-    pub fn pipeline(&self) -> Result<Vec<NodeId>> {
-        let first = self
-            .nodes
-            .first()
-            .ok_or_else(|| EngineError::InvalidGraph("the graph has no nodes".into()))?;
-        let mut order = vec![first.id];
-        let mut current = first.id;
-        loop {
-            let outs: Vec<&Edge> = self.edges.iter().filter(|e| e.from == current).collect();
-            match outs.as_slice() {
-                [] => break,
-                [edge] => {
-                    current = edge.to;
-                    order.push(current);
+    /// Adds an edge.
+    pub fn add_edge(&mut self, from: NodeId, to: NodeId, partitioning: Partitioning) {
+        self.edges.push(Edge {
+            from,
+            to,
+            partitioning,
+        });
+    }
+
+    /// Adds an operator fed by several inputs (input `i` is `inputs[i]`).
+    pub fn add_operator_with_inputs(
+        &mut self,
+        factory: OperatorFactoryRef,
+        inputs: &[(NodeId, Partitioning)],
+    ) -> NodeId {
+        let id = self.add(factory.name(), NodeKind::Operator(factory), None);
+        for (from, partitioning) in inputs {
+            self.add_edge(*from, id, partitioning.clone());
+        }
+        id
+    }
+
+    /// Sets the parallelism of every node.
+    pub fn set_parallelism(&mut self, parallelism: usize) {
+        for node in &mut self.nodes {
+            node.parallelism = parallelism.max(1);
+        }
+    }
+
+    /// The schema of the batches a node emits (sinks emit nothing).
+    pub fn output_schema(&self, node: NodeId) -> Result<datafusion::arrow::datatypes::SchemaRef> {
+        match self.nodes.get(node).map(|n| &n.kind) {
+            Some(NodeKind::Source(s)) => Ok(s.schema()),
+            Some(NodeKind::Operator(op)) => Ok(op.output_schema()),
+            _ => Err(EngineError::InvalidGraph(format!(
+                "node {node} has no output"
+            ))),
+        }
+    }
+
+    /// Checks the graph can run: sources have no inputs, sinks no outputs, every
+    /// other node has inputs, forward edges join equal parallelisms.
+    pub fn validate(&self) -> Result<()> {
+        if self.nodes.is_empty() {
+            return Err(EngineError::InvalidGraph("the graph has no nodes".into()));
+        }
+        for node in &self.nodes {
+            let inputs = self.edges.iter().filter(|e| e.to == node.id).count();
+            let outputs = self.edges.iter().filter(|e| e.from == node.id).count();
+            let problem = match node.kind {
+                NodeKind::Source(_) if inputs > 0 => Some("a source cannot have inputs"),
+                NodeKind::Sink(_) if outputs > 0 => Some("a sink cannot have outputs"),
+                NodeKind::Sink(_) | NodeKind::Operator(_) if inputs == 0 => Some("it has no input"),
+                NodeKind::Source(_) | NodeKind::Operator(_) if outputs == 0 => {
+                    Some("its output goes nowhere")
                 }
-                _ => {
-                    return Err(EngineError::InvalidGraph(format!(
-                        "node {} fans out; only linear pipelines run in this version",
-                        self.nodes[current].name
-                    )));
-                }
+                _ => None,
+            };
+            if let Some(problem) = problem {
+                return Err(EngineError::InvalidGraph(format!(
+                    "{}: {problem}",
+                    node.name
+                )));
             }
         }
-        if order.len() != self.nodes.len() {
-            return Err(EngineError::InvalidGraph(
-                "the graph is not one linear pipeline".into(),
-            ));
+        for edge in &self.edges {
+            let (from, to) = (&self.nodes[edge.from], &self.nodes[edge.to]);
+            if edge.partitioning == Partitioning::Forward && from.parallelism != to.parallelism {
+                return Err(EngineError::InvalidGraph(format!(
+                    "forward edge {} -> {} joins parallelism {} and {}",
+                    from.name, to.name, from.parallelism, to.parallelism
+                )));
+            }
         }
-        if !matches!(self.nodes[order[0]].kind, NodeKind::Source(_)) {
-            return Err(EngineError::InvalidGraph(
-                "a pipeline must start with a source".into(),
-            ));
-        }
-        if !matches!(self.nodes[current].kind, NodeKind::Sink(_)) {
-            return Err(EngineError::InvalidGraph(
-                "a pipeline must end with a sink".into(),
-            ));
-        }
-        Ok(order)
+        Ok(())
     }
 
     /// Groups of node ids that run in one task: maximal runs of forward edges

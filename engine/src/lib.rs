@@ -16,6 +16,7 @@ pub mod connector;
 pub mod error;
 pub mod filter;
 pub mod graph;
+pub mod join;
 pub mod message;
 pub mod metrics;
 pub mod operator;

@@ -97,6 +97,9 @@ pub enum NodeRole {
     Stateless,
     /// Absorbs rows into state and emits results later (window aggregates).
     Aggregate,
+    /// Matches rows of two inputs into new rows (joins); its input rows count as
+    /// absorbed, like an aggregate's.
+    Join,
     /// Writes to an external system.
     Sink,
 }
@@ -119,7 +122,7 @@ pub struct RowSummary {
     pub filtered: u64,
     /// Rows dropped as late.
     pub late: u64,
-    /// Rows absorbed by aggregates.
+    /// Rows absorbed by aggregates and joins.
     pub aggregated: u64,
     /// Rows that reached a sink without passing through an aggregate.
     pub emitted: u64,
@@ -167,6 +170,11 @@ impl JobMetrics {
                     after_aggregate = true;
                     s.late += c.rows_late;
                     s.aggregated += c.rows_aggregated;
+                }
+                NodeRole::Join => {
+                    after_aggregate = true;
+                    s.late += c.rows_late;
+                    s.aggregated += c.rows_in.saturating_sub(c.rows_late);
                 }
                 NodeRole::Sink => {
                     if !after_aggregate {

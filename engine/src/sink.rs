@@ -27,6 +27,7 @@ pub trait SinkFactory: Send + Sync {
     /// Lines describing the sink for EXPLAIN; deterministic text only.
     fn explain(&self) -> Vec<String>;
 
-    /// Opens a writer.
-    fn create(&self) -> Result<Box<dyn Sink>>;
+    /// Opens the writer of one parallel instance (instances must not overwrite
+    /// each other's output, e.g. part files carry the instance index).
+    fn create(&self, split: crate::source::Split) -> Result<Box<dyn Sink>>;
 }

@@ -27,6 +27,25 @@ pub trait Source: Send {
     async fn next_batch(&mut self, ctx: &SourceContext) -> Result<Option<RecordBatch>>;
 }
 
+/// Which parallel instance of a node is being created, out of how many.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Split {
+    /// This instance, `0..count`.
+    pub index: usize,
+    /// Number of parallel instances.
+    pub count: usize,
+}
+
+impl Split {
+    /// The only instance of a node with parallelism 1.
+    pub const SINGLE: Split = Split { index: 0, count: 1 };
+
+    /// True when item number `i` of a round-robin assignment belongs to this split.
+    pub fn owns(&self, i: usize) -> bool {
+        self.count <= 1 || i % self.count == self.index
+    }
+}
+
 /// Builds source readers and describes them for EXPLAIN.
 pub trait SourceFactory: Send + Sync {
     /// The schema of the batches the source yields.
@@ -38,6 +57,7 @@ pub trait SourceFactory: Send + Sync {
     /// True when the source ends by itself (a file, a generator with a row count).
     fn is_bounded(&self) -> bool;
 
-    /// Opens a reader.
-    fn create(&self) -> Result<Box<dyn Source>>;
+    /// Opens the reader of one split: with parallelism `n`, the `n` splits together
+    /// read every row exactly once.
+    fn create(&self, split: Split) -> Result<Box<dyn Source>>;
 }

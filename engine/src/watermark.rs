@@ -3,9 +3,9 @@
 //! Flink emits watermarks on a wall-clock timer, so which rows are late depends on
 //! how fast a job runs. Watershed advances the watermark row by row instead: the
 //! watermark in force before row `i` is the maximum of the table's `WATERMARK`
-//! expression over rows `0..i`. A batch is split only where a row is at or behind
-//! the watermark in force before it, and that watermark is emitted just before the
-//! row. Downstream operators therefore judge lateness exactly as if rows came one
+//! expression over rows `0..i`. A batch is split only where a row is at most one
+//! millisecond ahead of the watermark in force before it (a session ending there
+//! would fire), and that watermark is emitted just before the row. Downstream operators therefore judge lateness exactly as if rows came one
 //! at a time, whatever the batch boundaries or the speed of the job.
 
 use std::sync::Arc;
@@ -110,7 +110,9 @@ impl Operator for WatermarkAssigner {
         let mut current = self.watermark;
         let mut start = 0;
         for (i, &t) in time.iter().enumerate() {
-            if t <= current && current > emitted {
+            // Cut before a row at or right after the watermark (`t <= wm + 1`): such a
+            // row could extend a session window that this watermark fires.
+            if t <= current.saturating_add(1) && current > emitted {
                 out.batch(batch.slice(start, i - start));
                 out.watermark(current);
                 emitted = current;
@@ -219,6 +221,9 @@ mod tests {
             run(&[10, 20, 12, 25, 25]),
             ["rows[10, 20]", "wm20", "rows[12, 25]", "wm25", "rows[25]"]
         );
+        // A row one millisecond past the watermark could touch a session that the
+        // watermark fires, so it is cut too.
+        assert_eq!(run(&[10, 11]), ["rows[10]", "wm10", "rows[11]", "wm11"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod catalog;
 pub mod dialect;
 pub mod error;
 pub mod functions;
+pub mod interval_join;
 pub mod parser;
 pub mod planner;
 pub mod stream_table;

@@ -30,21 +30,24 @@ use datafusion::sql::sqlparser::ast::{
 use watershed_engine::aggregate::{AggregateCall, AggregateSpec};
 use watershed_engine::connector::ConnectorRegistry;
 use watershed_engine::filter::FilterOperator;
-use watershed_engine::graph::{JobGraph, NodeId};
+use watershed_engine::graph::{JobGraph, NodeId, Partitioning};
+use watershed_engine::join::{IntervalJoin, JoinInput, JoinKind};
 use watershed_engine::operator::OperatorFactory;
 use watershed_engine::project::ProjectOperator;
 use watershed_engine::sink::SinkFactory;
 use watershed_engine::watermark::{WatermarkAssigner, WatermarkStrategy};
+use watershed_engine::window::session::SessionWindowAggregate;
 use watershed_engine::window::{
-    SliceSpec, SlicedWindowAggregate, TumbleAssigner, WINDOW_COLUMNS, WindowAggregate,
-    WindowOutput, WindowOutputColumn,
+    SlicedWindowAggregate, TumbleAssigner, WINDOW_COLUMNS, WindowAggregate, WindowOutput,
+    WindowOutputColumn,
 };
 
 use crate::catalog::{Catalog, TableDef};
 use crate::error::{Result, SqlError};
+use crate::interval_join::interval_bound;
 use crate::stream_table::StreamTable;
 use crate::types::arrow_to_sql_type;
-use crate::window_tvf::{WindowKind, WindowTvf, interval_ms, rewrite_window_tvfs};
+use crate::window_tvf::{DeferredWindow, WindowKind, WindowTvf, interval_ms, rewrite_window_tvfs};
 
 /// Optimizer rules that do not fit streaming: rewriting `COUNT(DISTINCT x)` into
 /// two aggregations would make a windowed aggregate emit twice.
@@ -54,13 +57,16 @@ const DISABLED_OPTIMIZER_RULES: &[&str] = &["single_distinct_aggregation_to_grou
 #[derive(Debug, Clone, PartialEq)]
 enum Origin {
     /// A window column (`window_start`, `window_end`, `window_time`) of a TVF.
-    /// For HOP and CUMULATE (`sliced`), the column holds the bounds of the row's
-    /// slice until the aggregate turns slices into windows.
+    /// For HOP, CUMULATE and SESSION (`deferred`), the column holds the bounds
+    /// of the row's slice (for sessions: the row's own time) until the aggregate
+    /// assigns windows.
     Window {
         column: usize,
         window: String,
-        sliced: Option<SliceSpec>,
+        deferred: Option<DeferredWindow>,
     },
+    /// The time attribute (the WATERMARK column) of a table.
+    Rowtime,
     /// Anything else.
     Other,
 }
@@ -77,7 +83,11 @@ pub struct Planner<'a> {
     connectors: &'a dyn ConnectorRegistry,
     ctx: SessionContext,
     tvf_counter: usize,
+    parallelism: usize,
 }
+
+/// The `SET` key of the default parallelism, as in Flink.
+pub const PARALLELISM_KEY: &str = "parallelism.default";
 
 /// Builds the DataFusion session Watershed plans with: one partition, identifiers
 /// kept as written (Flink is case-sensitive), spans collected for error positions,
@@ -112,6 +122,19 @@ impl<'a> Planner<'a> {
             connectors,
             ctx: planning_context(),
             tvf_counter: 0,
+            parallelism: match catalog.setting(PARALLELISM_KEY) {
+                Some(value) => value
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|p| *p > 0)
+                    .ok_or_else(|| {
+                        SqlError::Plan(format!(
+                            "SET '{PARALLELISM_KEY}' = '{value}': expected a positive number"
+                        ))
+                    })?,
+                None => 1,
+            },
         };
         for table in catalog.tables() {
             let provider = StreamTable::plain(Arc::new(table.clone()));
@@ -249,7 +272,7 @@ impl<'a> Planner<'a> {
             matches!(
                 o,
                 Origin::Window {
-                    sliced: Some(_),
+                    deferred: Some(_),
                     ..
                 }
             )
@@ -260,6 +283,7 @@ impl<'a> Planner<'a> {
             )));
         }
         graph.add_sink(sink_name, sink, planned.node);
+        graph.set_parallelism(self.parallelism);
         Ok(graph)
     }
 
@@ -349,6 +373,23 @@ impl<'a> Planner<'a> {
                         .create_physical_expr(unalias(expr).clone(), input_schema)?;
                     group_exprs.push((physical, field.name().clone()));
                 }
+                // Rows of one group must meet in one instance: hash by the
+                // non-window keys when they are plain columns; otherwise (computed
+                // keys) send everything to one instance.
+                let key_columns: Option<Vec<String>> = aggregate
+                    .group_expr
+                    .iter()
+                    .zip(&origins)
+                    .filter(|(_, origin)| !matches!(origin, Origin::Window { .. }))
+                    .map(|(expr, _)| match unalias(expr) {
+                        Expr::Column(c) => input_schema
+                            .index_of_column(c)
+                            .ok()
+                            .map(|i| input_schema.field(i).name().clone()),
+                        _ => None,
+                    })
+                    .collect();
+                let hash_keys = key_columns.unwrap_or_default();
                 let window_key = |column: usize| {
                     origins
                         .iter()
@@ -361,9 +402,11 @@ impl<'a> Planner<'a> {
                          of TABLE(TUMBLE(...))",
                     ));
                 };
-                let (window, sliced) = match &origins[end] {
-                    Origin::Window { window, sliced, .. } => (window.clone(), *sliced),
-                    Origin::Other => (String::new(), None),
+                let (window, deferred) = match &origins[end] {
+                    Origin::Window {
+                        window, deferred, ..
+                    } => (window.clone(), *deferred),
+                    Origin::Other | Origin::Rowtime => (String::new(), None),
                 };
                 let mut calls = Vec::new();
                 for expr in &aggregate.aggr_expr {
@@ -386,13 +429,13 @@ impl<'a> Planner<'a> {
                     });
                 }
                 let output_schema = arrow_schema(&aggregate.schema);
-                let op: Arc<dyn OperatorFactory> = match sliced {
+                let op: Arc<dyn OperatorFactory> = match deferred {
                     None => {
                         let spec =
                             AggregateSpec::new(group_exprs, calls, &input_arrow, output_schema)?;
                         Arc::new(WindowAggregate::new(spec, end, window))
                     }
-                    Some(slicing) => {
+                    Some(deferred) => {
                         // Group by the non-window keys; the window columns are
                         // produced by the operator as it turns slices into windows.
                         let mut layout = Vec::with_capacity(output_schema.fields().len());
@@ -402,7 +445,7 @@ impl<'a> Planner<'a> {
                                 Origin::Window { column: 0, .. } => WindowOutputColumn::WindowStart,
                                 Origin::Window { column: 1, .. } => WindowOutputColumn::WindowEnd,
                                 Origin::Window { .. } => WindowOutputColumn::WindowTime,
-                                Origin::Other => {
+                                Origin::Other | Origin::Rowtime => {
                                     keys.push(expr);
                                     WindowOutputColumn::Key(keys.len() - 1)
                                 }
@@ -418,28 +461,132 @@ impl<'a> Planner<'a> {
                         let spec =
                             AggregateSpec::new(keys, calls, &input_arrow, output_schema.clone())?;
                         let output = WindowOutput::new(layout, output_schema, &spec)?;
-                        Arc::new(SlicedWindowAggregate::new(
-                            spec,
-                            slicing,
-                            time_column,
-                            output,
-                        )?)
+                        match deferred {
+                            DeferredWindow::Slices(slicing) => Arc::new(
+                                SlicedWindowAggregate::new(spec, slicing, time_column, output)?,
+                            ),
+                            DeferredWindow::Session { gap_ms } => Arc::new(
+                                SessionWindowAggregate::new(spec, gap_ms, time_column, output)?,
+                            ),
+                        }
                     }
                 };
                 // After aggregation the window columns hold real windows.
                 for origin in origins.iter_mut() {
-                    if let Origin::Window { sliced, .. } = origin {
-                        *sliced = None;
+                    if let Origin::Window { deferred, .. } = origin {
+                        *deferred = None;
                     }
                 }
                 origins.extend((0..aggregate.aggr_expr.len()).map(|_| Origin::Other));
                 Ok(Planned {
-                    node: graph.add_operator(op, input.node),
+                    node: graph.add_operator_with_inputs(
+                        op,
+                        &[(input.node, self.key_exchange(hash_keys))],
+                    ),
                     origins,
                 })
             }
+            LogicalPlan::Join(join) => self.translate_join(join, graph),
             LogicalPlan::SubqueryAlias(alias) => self.translate(&alias.input, graph),
             other => Err(unsupported(unsupported_node(other))),
+        }
+    }
+
+    /// An event-time interval join. Regular (unbounded) joins are refused: they
+    /// would keep every row of both inputs forever.
+    fn translate_join(
+        &self,
+        join: &datafusion::logical_expr::Join,
+        graph: &mut JobGraph,
+    ) -> Result<Planned> {
+        use datafusion::logical_expr::JoinType;
+        let kind = match join.join_type {
+            JoinType::Inner => JoinKind::Inner,
+            JoinType::Left => JoinKind::Left,
+            JoinType::Right => JoinKind::Right,
+            JoinType::Full => JoinKind::Full,
+            other => return Err(unsupported(format!("{other} joins"))),
+        };
+        let left = self.translate(&join.left, graph)?;
+        let right = self.translate(&join.right, graph)?;
+        let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
+        let is_time = |is_right: bool, index: usize| {
+            let origins = if is_right {
+                &right.origins
+            } else {
+                &left.origins
+            };
+            matches!(origins.get(index), Some(Origin::Rowtime))
+        };
+        let bound = join
+            .filter
+            .as_ref()
+            .and_then(|f| interval_bound(f, left_schema, right_schema, &is_time))
+            .ok_or_else(|| {
+                unsupported(
+                    "a regular join without a time bound: it would keep every row of both \
+                     inputs forever. Bound the time attributes of both sides, e.g. \
+                     `AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '15' MINUTE` (an interval join)",
+                )
+            })?;
+        let mut left_keys = Vec::new();
+        let mut right_keys = Vec::new();
+        for (l, r) in &join.on {
+            match (unalias(l), unalias(r)) {
+                (Expr::Column(l), Expr::Column(r)) => {
+                    left_keys.push(left_schema.index_of_column(l)?);
+                    right_keys.push(right_schema.index_of_column(r)?);
+                }
+                _ => return Err(unsupported("join keys that are expressions")),
+            }
+        }
+        let residual = match datafusion::logical_expr::utils::conjunction(bound.residual.clone()) {
+            Some(expr) => Some(self.state().create_physical_expr(expr, &join.schema)?),
+            None => None,
+        };
+        let op = IntervalJoin::new(
+            JoinInput::new(
+                arrow_schema(left_schema),
+                left_keys.clone(),
+                bound.left_time,
+            ),
+            JoinInput::new(
+                arrow_schema(right_schema),
+                right_keys.clone(),
+                bound.right_time,
+            ),
+            bound.lower_ms,
+            bound.upper_ms,
+            kind,
+            residual,
+        )?;
+        let names = |schema: &DFSchemaRef, keys: &[usize]| -> Vec<String> {
+            keys.iter()
+                .map(|&k| schema.field(k).name().clone())
+                .collect()
+        };
+        let node = graph.add_operator_with_inputs(
+            Arc::new(op),
+            &[
+                (left.node, self.key_exchange(names(left_schema, &left_keys))),
+                (
+                    right.node,
+                    self.key_exchange(names(right_schema, &right_keys)),
+                ),
+            ],
+        );
+        let mut origins = left.origins;
+        origins.extend(right.origins);
+        Ok(Planned { node, origins })
+    }
+
+    /// The edge in front of a keyed operator: forward when the job runs with
+    /// parallelism 1, otherwise a hash exchange on `keys`.
+    fn key_exchange(&self, keys: Vec<String>) -> Partitioning {
+        if self.parallelism == 1 {
+            Partitioning::Forward
+        } else {
+            Partitioning::Hash(keys)
         }
     }
 
@@ -478,22 +625,32 @@ impl<'a> Planner<'a> {
             node = graph.add_operator(Arc::new(op), node);
         }
         let mut origins = vec![Origin::Other; schema.fields().len()];
+        if let Some(wm) = &def.watermark
+            && let Ok(i) = schema.index_of(&wm.column)
+        {
+            origins[i] = Origin::Rowtime;
+        }
         if let Some(tvf) = &table.window {
             let time_column = schema
                 .index_of(&tvf.time_column)
                 .map_err(datafusion::error::DataFusionError::from)?;
-            let sliced = tvf.kind.slicing();
-            let op = match (&tvf.kind, sliced) {
+            let deferred = tvf.kind.deferred();
+            let op = match (&tvf.kind, deferred) {
                 (WindowKind::Tumble { size_ms, offset_ms }, _) => {
                     TumbleAssigner::new(schema.clone(), time_column, *size_ms, *offset_ms)?
                 }
-                (_, Some(slicing)) => TumbleAssigner::new(
+                (_, Some(DeferredWindow::Slices(slicing))) => TumbleAssigner::new(
                     schema.clone(),
                     time_column,
                     slicing.validated()?.slice_width(),
                     0,
                 )?
                 .for_slices(tvf.describe()),
+                // One-millisecond "slices": window_start holds the row's own time.
+                (_, Some(DeferredWindow::Session { .. })) => {
+                    TumbleAssigner::new(schema.clone(), time_column, 1, 0)?
+                        .for_slices(tvf.describe())
+                }
                 (_, None) => {
                     return Err(SqlError::Plan(format!("no slicing for {}", tvf.describe())));
                 }
@@ -503,7 +660,7 @@ impl<'a> Planner<'a> {
             origins.extend((0..WINDOW_COLUMNS.len()).map(|column| Origin::Window {
                 column,
                 window: tvf.describe(),
-                sliced,
+                deferred,
             }));
         }
         let all: Vec<usize> = (0..schema.fields().len()).collect();
@@ -604,7 +761,7 @@ fn refuse_slice_expression(expr: &Expr, schema: &DFSchemaRef, origins: &[Origin]
             .and_then(|i| origins.get(i));
         if let Some(Origin::Window {
             window,
-            sliced: Some(_),
+            deferred: Some(_),
             ..
         }) = origin
         {
@@ -634,7 +791,7 @@ fn unsupported(feature: impl Into<String>) -> SqlError {
 
 fn unsupported_node(plan: &LogicalPlan) -> String {
     match plan {
-        LogicalPlan::Join(_) => "joins (interval and window joins come in a later version)".into(),
+        LogicalPlan::Join(_) => "this join".into(),
         LogicalPlan::Sort(_) => "ORDER BY on a streaming query".into(),
         LogicalPlan::Limit(_) => "LIMIT on a streaming query".into(),
         LogicalPlan::Window(_) => "OVER windows (ROW_NUMBER Top-N comes in a later version)".into(),

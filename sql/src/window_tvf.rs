@@ -35,6 +35,11 @@ pub enum WindowKind {
         /// Window length in milliseconds.
         size_ms: i64,
     },
+    /// `SESSION(TABLE t PARTITION BY k, DESCRIPTOR(ts), gap)`.
+    Session {
+        /// Inactivity gap that closes a session, in milliseconds.
+        gap_ms: i64,
+    },
     /// `CUMULATE(TABLE t, DESCRIPTOR(ts), step, max_size)`.
     Cumulate {
         /// Growth step in milliseconds.
@@ -44,20 +49,37 @@ pub enum WindowKind {
     },
 }
 
+/// A window whose rows cannot be given their window columns before the
+/// aggregate: overlapping windows (aggregated by slices) and sessions (whose
+/// bounds depend on later rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeferredWindow {
+    /// HOP or CUMULATE, aggregated per slice.
+    Slices(SliceSpec),
+    /// SESSION with this gap.
+    Session {
+        /// Inactivity gap in milliseconds.
+        gap_ms: i64,
+    },
+}
+
 impl WindowKind {
-    /// The slicing of an overlapping window kind, aggregated by sharing slices;
-    /// `None` for TUMBLE, whose rows each belong to exactly one window.
-    pub fn slicing(&self) -> Option<SliceSpec> {
+    /// How windows of this kind are deferred to the aggregate; `None` for
+    /// TUMBLE, whose rows each belong to exactly one known window.
+    pub fn deferred(&self) -> Option<DeferredWindow> {
         match *self {
             WindowKind::Tumble { .. } => None,
-            WindowKind::Hop { slide_ms, size_ms } => Some(SliceSpec::Hop { size_ms, slide_ms }),
+            WindowKind::Hop { slide_ms, size_ms } => {
+                Some(DeferredWindow::Slices(SliceSpec::Hop { size_ms, slide_ms }))
+            }
             WindowKind::Cumulate {
                 step_ms,
                 max_size_ms,
-            } => Some(SliceSpec::Cumulate {
+            } => Some(DeferredWindow::Slices(SliceSpec::Cumulate {
                 step_ms,
                 max_size_ms,
-            }),
+            })),
+            WindowKind::Session { gap_ms } => Some(DeferredWindow::Session { gap_ms }),
         }
     }
 }
@@ -84,6 +106,14 @@ impl WindowTvf {
     pub fn describe(&self) -> String {
         let ms = watershed_engine::window::tumble::format_duration_ms;
         match &self.kind {
+            WindowKind::Session { gap_ms } => {
+                format!(
+                    "SESSION({}, {}, gap {})",
+                    self.table,
+                    self.time_column,
+                    ms(*gap_ms)
+                )
+            }
             WindowKind::Hop { slide_ms, size_ms } => format!(
                 "HOP({}, {}, slide {}, size {})",
                 self.table,
@@ -289,10 +319,29 @@ fn parse_window_call(expr: &Expr, counter: &mut usize) -> Result<WindowTvf> {
                 column,
             })
         }
-        "SESSION" => Err(unsupported(
-            expr,
-            "the SESSION window TVF (TUMBLE, HOP and CUMULATE are supported in this version)",
-        )),
+        "SESSION" => {
+            if args.len() != 3 {
+                return Err(invalid(
+                    expr,
+                    "SESSION takes (TABLE t [PARTITION BY k], DESCRIPTOR(time_col), gap)",
+                ));
+            }
+            let table = table_arg_with_partition(args[0])?;
+            let time_column = descriptor_arg(args[1])?;
+            let gap_ms = interval_ms(args[2])?;
+            if gap_ms <= 0 {
+                return Err(invalid(args[2], "SESSION gap must be positive"));
+            }
+            *counter += 1;
+            Ok(WindowTvf {
+                generated_name: format!("SESSION#{}({table})", counter),
+                kind: WindowKind::Session { gap_ms },
+                table,
+                time_column,
+                line,
+                column,
+            })
+        }
         other => Err(unsupported(expr, format!("table function {other}"))),
     }
 }
@@ -321,13 +370,27 @@ fn single_identifier(expr: &Expr) -> Option<String> {
     }
 }
 
+/// `TABLE t PARTITION BY k`: sessions are kept per group key of the aggregate,
+/// so the partition keys only need to be among the GROUP BY keys.
+fn table_arg_with_partition(expr: &Expr) -> Result<String> {
+    if let Expr::Function(f) = expr
+        && f.name.to_string().eq_ignore_ascii_case("TABLE")
+        && let FunctionArguments::List(list) = &f.args
+        && let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) = list.args.first()
+        && let Some(name) = single_identifier(e)
+    {
+        return Ok(name);
+    }
+    table_arg(expr)
+}
+
 fn table_arg(expr: &Expr) -> Result<String> {
     if let Expr::Function(f) = expr
         && f.name.to_string().eq_ignore_ascii_case("TABLE")
         && let FunctionArguments::List(list) = &f.args
     {
         if list.args.len() > 1 {
-            return Err(unsupported(expr, "PARTITION BY in a TUMBLE window"));
+            return Err(unsupported(expr, "PARTITION BY outside a SESSION window"));
         }
         if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) = list.args.first()
             && let Some(name) = single_identifier(e)

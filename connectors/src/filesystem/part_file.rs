@@ -1,5 +1,6 @@
 //! Names of the filesystem sink's part files, following Flink:
-//! `part-<run id>-<subtask>-<counter>` when committed, and the hidden
+//! `part-<run id>-<subtask>-<counter>` when committed (`subtask` is the sink
+//! instance's index, so parallel instances never write the same name), and the hidden
 //! `.part-<run id>-<subtask>-<counter>.inprogress` while being written.
 //!
 //! The run id is unique per sink instance: it mixes the wall-clock time, the
@@ -46,7 +47,7 @@ pub struct PartFileNames {
 }
 
 impl PartFileNames {
-    /// Names for a new sink instance with a fresh run id.
+    /// Names for sink instance `subtask` (its split index) with a fresh run id.
     pub fn new(subtask: usize) -> Self {
         PartFileNames {
             run_id: unique_run_id(),
@@ -89,5 +90,15 @@ mod tests {
         };
         assert_eq!(names.visible(3), "part-abc-0-3");
         assert_eq!(names.in_progress(3), ".part-abc-0-3.inprogress");
+    }
+
+    #[test]
+    fn instances_have_distinct_names() {
+        let a = PartFileNames::new(0);
+        let b = PartFileNames::new(1);
+        assert!(a.visible(0).ends_with("-0-0"), "{}", a.visible(0));
+        assert!(b.visible(0).ends_with("-1-0"), "{}", b.visible(0));
+        assert_ne!(a.visible(0), b.visible(0));
+        assert_ne!(a.in_progress(0), b.in_progress(0));
     }
 }

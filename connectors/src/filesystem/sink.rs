@@ -9,6 +9,10 @@
 //! Without checkpoint hooks in the `Sink` trait, a rolled part is committed as
 //! soon as it is closed; once the engine signals checkpoints, closed parts should
 //! stay pending until the checkpoint completes (exactly-once).
+//!
+//! Parallel instances write into the same directory: each has its own run id,
+//! in-progress file and part counter, and its part names carry its instance
+//! index (`part-<run id>-<instance>-<counter>`), so instances never collide.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -20,6 +24,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use watershed_engine::EngineError;
 use watershed_engine::connector::TableSpec;
 use watershed_engine::sink::{Sink, SinkFactory};
+use watershed_engine::source::Split;
 
 use super::part_file::PartFileNames;
 use super::{FileSystemConfig, IDENTIFIER};
@@ -63,8 +68,9 @@ impl SinkFactory for FileSinkFactory {
         self.explain.clone()
     }
 
-    /// Creates the output directory if needed and a writer with a fresh run id.
-    fn create(&self) -> Result<Box<dyn Sink>, EngineError> {
+    /// Creates the output directory if needed and a writer with a fresh run id,
+    /// whose part files carry `split.index`.
+    fn create(&self, split: Split) -> Result<Box<dyn Sink>, EngineError> {
         let dir = &self.config.path;
         if dir.is_file() {
             return Err(EngineError::Config(format!(
@@ -86,7 +92,7 @@ impl SinkFactory for FileSinkFactory {
         Ok(Box::new(FileSink {
             table: self.table.clone(),
             dir: dir.clone(),
-            names: PartFileNames::new(0),
+            names: PartFileNames::new(split.index),
             encoder: self.config.format.encoder(&self.schema)?,
             buffer: Vec::new(),
             current: None,
@@ -239,7 +245,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         let factory = FileSinkFactory::new(&spec(&out, &[])).unwrap();
-        let mut sink = factory.create().unwrap();
+        let mut sink = factory.create(Split::SINGLE).unwrap();
         sink.write_batch(batch(0, 2)).await.unwrap();
         let during = listing(&out);
         assert_eq!(during.len(), 1);
@@ -264,7 +270,7 @@ mod tests {
             &[("sink.rolling-policy.file-size", "100b")],
         ))
         .unwrap();
-        let mut sink = factory.create().unwrap();
+        let mut sink = factory.create(Split::SINGLE).unwrap();
         for i in 0..10 {
             // 5 rows of about 10 bytes each per batch.
             sink.write_batch(batch(i * 5, 5)).await.unwrap();
@@ -284,10 +290,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn parallel_instances_write_their_own_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let factory = FileSinkFactory::new(&spec(dir.path(), &[])).unwrap();
+        let split = |index| Split { index, count: 3 };
+        let mut sinks: Vec<_> = (0..3).map(|i| factory.create(split(i)).unwrap()).collect();
+        for (i, sink) in sinks.iter_mut().enumerate() {
+            sink.write_batch(batch(i as i64 * 10, 2)).await.unwrap();
+        }
+        let during = listing(dir.path());
+        assert_eq!(during.len(), 3, "{during:?}");
+        for i in 0..3 {
+            let suffix = format!("-{i}-0.inprogress");
+            assert_eq!(during.iter().filter(|f| f.ends_with(&suffix)).count(), 1);
+        }
+        for sink in &mut sinks {
+            sink.finish().await.unwrap();
+        }
+        let after = listing(dir.path());
+        assert_eq!(after.len(), 3, "{after:?}");
+        for i in 0..3 {
+            let part = after
+                .iter()
+                .find(|f| f.starts_with("part-") && f.ends_with(&format!("-{i}-0")))
+                .unwrap();
+            let text = std::fs::read_to_string(dir.path().join(part)).unwrap();
+            let from = i * 10;
+            assert_eq!(
+                text,
+                format!("{from},name-{from}\n{},name-{}\n", from + 1, from + 1)
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn nothing_written_means_no_files() {
         let dir = tempfile::tempdir().unwrap();
         let factory = FileSinkFactory::new(&spec(dir.path(), &[])).unwrap();
-        let mut sink = factory.create().unwrap();
+        let mut sink = factory.create(Split::SINGLE).unwrap();
         sink.finish().await.unwrap();
         assert!(listing(dir.path()).is_empty());
     }
@@ -298,7 +338,7 @@ mod tests {
         let file = dir.path().join("f.csv");
         std::fs::write(&file, "").unwrap();
         let factory = FileSinkFactory::new(&spec(&file, &[])).unwrap();
-        let err = factory.create().err().unwrap().to_string();
+        let err = factory.create(Split::SINGLE).err().unwrap().to_string();
         assert!(err.contains("is a file"), "{err}");
     }
 }

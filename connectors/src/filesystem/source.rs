@@ -7,6 +7,11 @@
 //! stays bounded by the batch size whatever the file size. Hidden files (names
 //! starting with `.` or `_`, such as in-progress part files) and subdirectories
 //! are skipped.
+//!
+//! With parallel instances, files are the unit of work: split `index` of `count`
+//! reads the files at positions `p` of the sorted list with `p % count == index`
+//! ([`Split::owns`]). A single file is read entirely by split 0; a split owning
+//! no file ends immediately.
 
 use std::cmp::Ordering;
 use std::collections::VecDeque;
@@ -19,7 +24,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use watershed_engine::EngineError;
 use watershed_engine::connector::TableSpec;
-use watershed_engine::source::{Source, SourceContext, SourceFactory};
+use watershed_engine::source::{Source, SourceContext, SourceFactory, Split};
 
 use super::{FileSystemConfig, IDENTIFIER};
 use crate::explain::explain_options;
@@ -73,13 +78,20 @@ impl SourceFactory for FileSourceFactory {
         true
     }
 
-    fn create(&self) -> Result<Box<dyn Source>, EngineError> {
+    /// Lists the input files and reads those `split` owns (round-robin by
+    /// position in name order).
+    fn create(&self, split: Split) -> Result<Box<dyn Source>, EngineError> {
         let files = list_input_files(&self.table, &self.config.path)?;
         Ok(Box::new(FileSource {
             table: self.table.clone(),
             schema: self.schema.clone(),
             format: self.config.format.clone(),
-            files: files.into(),
+            files: files
+                .into_iter()
+                .enumerate()
+                .filter(|(position, _)| split.owns(*position))
+                .map(|(_, file)| file)
+                .collect(),
             current: None,
         }))
     }
@@ -240,11 +252,19 @@ mod tests {
     }
 
     async fn read_ids(factory: &FileSourceFactory, batch_size: usize) -> (Vec<i64>, usize) {
+        read_split(factory, Split::SINGLE, batch_size).await
+    }
+
+    async fn read_split(
+        factory: &FileSourceFactory,
+        split: Split,
+        batch_size: usize,
+    ) -> (Vec<i64>, usize) {
         let ctx = SourceContext {
             metrics: Arc::new(NodeMetrics::default()),
             batch_size,
         };
-        let mut source = factory.create().unwrap();
+        let mut source = factory.create(split).unwrap();
         let mut ids = Vec::new();
         let mut batches = 0;
         while let Some(b) = source.next_batch(&ctx).await.unwrap() {
@@ -275,6 +295,29 @@ mod tests {
         assert_eq!(batches, 3);
         let single = FileSourceFactory::new(&spec(&dir.path().join("b.csv"), "csv")).unwrap();
         assert_eq!(read_ids(&single, 1024).await.0, vec![3, 4, 5]);
+    }
+
+    #[tokio::test]
+    async fn parallel_splits_read_every_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f1.csv"), "1,a\n2,b\n").unwrap();
+        std::fs::write(dir.path().join("f2.csv"), "3,c\n").unwrap();
+        std::fs::write(dir.path().join("f10.csv"), "4,d\n5,e\n6,f\n").unwrap();
+        let factory = FileSourceFactory::new(&spec(dir.path(), "csv")).unwrap();
+        let split = |index| Split { index, count: 2 };
+        // Natural order is f1, f2, f10: split 0 reads f1 and f10, split 1 reads f2.
+        let (first, _) = read_split(&factory, split(0), 1024).await;
+        let (second, _) = read_split(&factory, split(1), 1024).await;
+        assert_eq!(first, vec![1, 2, 4, 5, 6]);
+        assert_eq!(second, vec![3]);
+        let mut all = [first, second].concat();
+        all.sort_unstable();
+        assert_eq!(all, read_ids(&factory, 1024).await.0);
+        assert_eq!(all, vec![1, 2, 3, 4, 5, 6]);
+        // A single file is read entirely by split 0; other splits end at once.
+        let file = FileSourceFactory::new(&spec(&dir.path().join("f10.csv"), "csv")).unwrap();
+        assert_eq!(read_split(&file, split(0), 1024).await, (vec![4, 5, 6], 1));
+        assert_eq!(read_split(&file, split(1), 1024).await, (vec![], 0));
     }
 
     #[tokio::test]
@@ -317,7 +360,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = dir.path().join("nope.csv");
         let factory = FileSourceFactory::new(&spec(&missing, "csv")).unwrap();
-        let err = factory.create().err().unwrap().to_string();
+        let err = factory.create(Split::SINGLE).err().unwrap().to_string();
         assert!(err.starts_with("table 't': cannot read path '"), "{err}");
         assert!(err.contains("nope.csv"), "{err}");
     }

@@ -21,6 +21,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use tokio::sync::mpsc::Sender;
 use watershed_engine::EngineError;
 use watershed_engine::sink::{Sink, SinkFactory};
+use watershed_engine::source::Split;
 
 use super::IDENTIFIER;
 use crate::options::CONNECTOR;
@@ -66,7 +67,9 @@ impl SinkFactory for ChannelSinkFactory {
         ]
     }
 
-    fn create(&self) -> Result<Box<dyn Sink>, EngineError> {
+    /// Every instance sends into the same channel, so the split is ignored; the
+    /// channel closes when the last open instance finishes or is dropped.
+    fn create(&self, _split: Split) -> Result<Box<dyn Sink>, EngineError> {
         let sender = self.shared.sender().clone();
         self.shared.open_sinks.fetch_add(1, Ordering::SeqCst);
         Ok(Box::new(ChannelSink {
@@ -136,8 +139,8 @@ mod tests {
     async fn sends_with_backpressure_and_closes_after_finish() {
         let (tx, mut rx) = mpsc::channel(1);
         let factory = ChannelSinkFactory::new(tx);
-        let mut a = factory.create().unwrap();
-        let mut b = factory.create().unwrap();
+        let mut a = factory.create(Split::SINGLE).unwrap();
+        let mut b = factory.create(Split::SINGLE).unwrap();
         a.write_batch(batch(1)).await.unwrap();
         // The channel is full: the next send waits until the consumer reads.
         let pending = tokio::time::timeout(
@@ -158,7 +161,7 @@ mod tests {
     async fn a_sink_dropped_without_finishing_closes_the_channel() {
         let (tx, mut rx) = mpsc::channel(4);
         let factory = ChannelSinkFactory::new(tx);
-        let mut sink = factory.create().unwrap();
+        let mut sink = factory.create(Split::SINGLE).unwrap();
         sink.write_batch(batch(2)).await.unwrap();
         drop(sink);
         assert_eq!(rx.recv().await.unwrap().num_rows(), 2);
@@ -170,7 +173,7 @@ mod tests {
         let (tx, rx) = mpsc::channel(1);
         drop(rx);
         let factory = ChannelSinkFactory::new(tx);
-        let mut sink = factory.create().unwrap();
+        let mut sink = factory.create(Split::SINGLE).unwrap();
         sink.write_batch(batch(1)).await.unwrap();
         sink.write_batch(batch(1)).await.unwrap();
         sink.finish().await.unwrap();

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use datafusion::arrow::record_batch::RecordBatch;
 use watershed_engine::EngineError;
 use watershed_engine::sink::{Sink, SinkFactory};
+use watershed_engine::source::Split;
 
 use super::IDENTIFIER;
 use crate::options::CONNECTOR;
@@ -50,7 +51,10 @@ impl SinkFactory for CollectSinkFactory {
         ]
     }
 
-    fn create(&self) -> Result<Box<dyn Sink>, EngineError> {
+    /// Every instance appends to the same collection, so the split is ignored;
+    /// with several instances, batches of different instances interleave in
+    /// arrival order.
+    fn create(&self, _split: Split) -> Result<Box<dyn Sink>, EngineError> {
         Ok(Box::new(CollectSink {
             batches: self.batches.clone(),
         }))
@@ -84,7 +88,7 @@ mod tests {
     #[tokio::test]
     async fn collects_batches() {
         let factory = CollectSinkFactory::new();
-        let mut sink = factory.create().unwrap();
+        let mut sink = factory.create(Split::SINGLE).unwrap();
         let a: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
         sink.write_batch(RecordBatch::try_from_iter([("a", a)]).unwrap())
             .await

@@ -1,4 +1,8 @@
 //! A bounded source over record batches held in memory.
+//!
+//! With parallel instances, batches are the unit of work: split `index` of
+//! `count` serves the batches at positions `p` with `p % count == index`
+//! ([`Split::owns`]), each re-sliced to the batch size as usual.
 
 use std::sync::Arc;
 
@@ -7,7 +11,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use watershed_engine::EngineError;
 use watershed_engine::metrics::NodeMetrics;
-use watershed_engine::source::{Source, SourceContext, SourceFactory};
+use watershed_engine::source::{Source, SourceContext, SourceFactory, Split};
 
 use super::IDENTIFIER;
 use crate::options::CONNECTOR;
@@ -98,18 +102,22 @@ impl SourceFactory for MemorySourceFactory {
         true
     }
 
-    fn create(&self) -> Result<Box<dyn Source>, EngineError> {
+    /// A cursor over the batches `split` owns (round-robin by position).
+    fn create(&self, split: Split) -> Result<Box<dyn Source>, EngineError> {
         Ok(Box::new(MemorySource {
             batches: self.batches.clone(),
+            split,
             batch: 0,
             offset: 0,
         }))
     }
 }
 
-/// A cursor over the shared batches.
+/// A cursor over the shared batches this split owns.
 struct MemorySource {
     batches: Arc<Vec<RecordBatch>>,
+    split: Split,
+    /// Position of the current batch (owned by `split` unless past the end).
     batch: usize,
     offset: usize,
 }
@@ -123,7 +131,7 @@ impl Source for MemorySource {
         let max_rows = ctx.batch_size.max(1);
         while let Some(batch) = self.batches.get(self.batch) {
             let remaining = batch.num_rows().saturating_sub(self.offset);
-            if remaining == 0 {
+            if remaining == 0 || !self.split.owns(self.batch) {
                 self.batch += 1;
                 self.offset = 0;
                 continue;
@@ -170,7 +178,7 @@ mod tests {
             batch_size: 2,
         };
         for _ in 0..2 {
-            let mut source = factory.create().unwrap();
+            let mut source = factory.create(Split::SINGLE).unwrap();
             let mut sizes = Vec::new();
             let mut ids: Vec<i64> = Vec::new();
             while let Some(b) = source.next_batch(&ctx).await.unwrap() {
@@ -181,6 +189,41 @@ mod tests {
             assert_eq!(ids, vec![1, 2, 3, 4, 5, 6]);
         }
         assert_eq!(ctx.metrics.rows_in.load(Ordering::Relaxed), 12);
+    }
+
+    #[tokio::test]
+    async fn splits_serve_batches_round_robin() {
+        let factory = MemorySourceFactory::new(
+            schema(),
+            vec![
+                batch(vec![1, 2, 3]),
+                batch(vec![4]),
+                batch(vec![]),
+                batch(vec![5, 6]),
+                batch(vec![7]),
+            ],
+        )
+        .unwrap();
+        let ctx = SourceContext {
+            metrics: Arc::new(NodeMetrics::default()),
+            batch_size: 2,
+        };
+        let mut per_split = Vec::new();
+        for index in 0..3 {
+            let mut source = factory.create(Split { index, count: 3 }).unwrap();
+            let mut sizes = Vec::new();
+            let mut ids: Vec<i64> = Vec::new();
+            while let Some(b) = source.next_batch(&ctx).await.unwrap() {
+                sizes.push(b.num_rows());
+                ids.extend(b.column(0).as_primitive::<Int64Type>().values().iter());
+            }
+            per_split.push((sizes, ids));
+        }
+        // Positions 0 and 3, then 1 and 4, then the empty batch at 2.
+        assert_eq!(per_split[0], (vec![2, 1, 2], vec![1, 2, 3, 5, 6]));
+        assert_eq!(per_split[1], (vec![1, 1], vec![4, 7]));
+        assert_eq!(per_split[2], (vec![], vec![]));
+        assert_eq!(ctx.metrics.rows_in.load(Ordering::Relaxed), 7);
     }
 
     #[test]

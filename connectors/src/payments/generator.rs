@@ -5,6 +5,19 @@
 //! `i` is the same for any batch size and any column subset. Batches are built
 //! column by column from the block of draws; value tables are integers (see
 //! [`super::tables`]), so output is identical on every platform.
+//!
+//! # Parallel splits
+//!
+//! A generator for split `index` of `count` ([`PaymentsGenerator::for_split`])
+//! produces the rows `i` with `i % count == index`, in increasing order, with
+//! exactly the values row `i` has in a single-split run: row `i`'s draws sit at a
+//! fixed position of the stream (word `i * 8` of ChaCha's 32-bit words), so a
+//! split reads its own rows' draws and skips the others'. Gaps of up to one
+//! ChaCha buffer (256 bytes, i.e. `count <= 9`) are skipped by reading and
+//! discarding keystream, larger ones by seeking (which regenerates one buffer),
+//! so a split pays at most about `min(count, 9)` rows' worth of keystream per
+//! row it emits; that is cheap next to building the columns, which is done only
+//! for the split's own rows.
 
 use std::sync::Arc;
 
@@ -16,6 +29,7 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use watershed_engine::EngineError;
+use watershed_engine::source::Split;
 
 use super::columns::{PaymentColumn, payments_schema, resolve_columns};
 use super::config::PaymentsConfig;
@@ -31,6 +45,23 @@ use super::tables::{
 /// - draw 2: amount bucket (6) | position in the bucket (26) | large-amount choice (16) | status (16);
 /// - draw 3: large-amount size (32) | foreign country (16) | going abroad (16).
 pub const DRAWS_PER_ROW: usize = 4;
+
+/// Bytes of the random stream consumed per row.
+const ROW_BYTES: usize = DRAWS_PER_ROW * 8;
+
+/// 32-bit ChaCha words consumed per row.
+const WORDS_PER_ROW: u128 = (ROW_BYTES / 4) as u128;
+
+/// Largest gap between a split's rows (in bytes of the stream) skipped by
+/// reading and discarding: one ChaCha8 buffer (4 blocks of 64 bytes), which is
+/// what a seek regenerates anyway.
+const SKIP_BY_READING_MAX_BYTES: usize = 256;
+
+/// The stream position (in 32-bit words) of row `row`'s first draw.
+#[inline]
+fn word_pos(row: u64) -> u128 {
+    u128::from(row) * WORDS_PER_ROW
+}
 
 const LOW16: u64 = 0xffff;
 const AMOUNT_POSITION_BITS: u32 = 26;
@@ -102,15 +133,22 @@ struct Shared {
 }
 
 /// Generates payment rows for a schema whose columns are a subset of
-/// [`payments_schema`], in any order.
+/// [`payments_schema`], in any order; optionally only the rows of one parallel
+/// split (see the [module docs](self)).
 pub struct PaymentsGenerator {
     config: PaymentsConfig,
     derived: Derived,
     schema: SchemaRef,
     columns: Vec<PaymentColumn>,
     rng: ChaCha8Rng,
+    /// Index of the next row this generator emits.
     next_row: u64,
+    /// Distance between consecutive rows of this split (the split count).
+    stride: u64,
+    /// Rows emitted so far.
+    emitted: u64,
     bytes: Vec<u8>,
+    skipped: Vec<u8>,
     draws: Vec<u64>,
 }
 
@@ -127,18 +165,42 @@ impl PaymentsGenerator {
         config: PaymentsConfig,
         schema: SchemaRef,
     ) -> Result<Self, EngineError> {
+        Self::for_split(table, config, schema, Split::SINGLE)
+    }
+
+    /// Like [`for_table`](Self::for_table), generating only the rows `i` with
+    /// `split.owns(i)`, with the same values as in a single-split run.
+    pub fn for_split(
+        table: &str,
+        config: PaymentsConfig,
+        schema: SchemaRef,
+        split: Split,
+    ) -> Result<Self, EngineError> {
         config.validate().map_err(|(key, reason)| {
             EngineError::Config(format!("table '{table}': option '{key}': {reason}"))
         })?;
         let columns = resolve_columns(table, &schema)?;
+        let (first_row, stride) = if split.count <= 1 {
+            (0, 1)
+        } else if split.index < split.count {
+            (split.index as u64, split.count as u64)
+        } else {
+            return Err(EngineError::Config(format!(
+                "table '{table}': split {} out of range for {} instances",
+                split.index, split.count
+            )));
+        };
         Ok(PaymentsGenerator {
             derived: Derived::new(&config),
             rng: ChaCha8Rng::seed_from_u64(config.seed),
             config,
             schema,
             columns,
-            next_row: 0,
+            next_row: first_row,
+            stride,
+            emitted: 0,
             bytes: Vec::new(),
+            skipped: Vec::new(),
             draws: Vec::new(),
         })
     }
@@ -158,16 +220,18 @@ impl PaymentsGenerator {
         &self.config
     }
 
-    /// Number of rows generated so far (the next row's `txn_id`).
+    /// Number of rows this generator has emitted so far (for a single split,
+    /// also the next row's `txn_id`).
     pub fn rows_generated(&self) -> u64 {
-        self.next_row
+        self.emitted
     }
 
-    /// Rows left before the end, or `None` when unbounded.
+    /// Rows this generator (split) has left to emit, or `None` when unbounded.
     pub fn remaining(&self) -> Option<u64> {
-        self.config
-            .number_of_rows
-            .map(|n| n.saturating_sub(self.next_row))
+        self.config.number_of_rows.map(|n| {
+            n.checked_sub(self.next_row)
+                .map_or(0, |left| left.div_ceil(self.stride))
+        })
     }
 
     /// The next batch of at most `max_rows` rows, or `None` once
@@ -181,9 +245,10 @@ impl PaymentsGenerator {
             return Ok(None);
         }
         let n = usize::try_from(n).unwrap_or(usize::MAX);
-        self.fill_draws(n);
         let first_row = self.next_row;
-        self.next_row += n as u64;
+        self.fill_draws(first_row, n);
+        self.next_row += n as u64 * self.stride;
+        self.emitted += n as u64;
         let shared = self.shared_values();
         let columns = self
             .columns
@@ -198,10 +263,30 @@ impl PaymentsGenerator {
         )?))
     }
 
-    /// Draws the next `n` rows' random numbers from the single stream.
-    fn fill_draws(&mut self, n: usize) {
-        self.bytes.resize(n * DRAWS_PER_ROW * 8, 0);
-        self.rng.fill_bytes(&mut self.bytes);
+    /// Reads the random numbers of this split's `n` rows starting at row
+    /// `first_row` from the single stream, skipping other splits' rows.
+    fn fill_draws(&mut self, first_row: u64, n: usize) {
+        self.bytes.resize(n * ROW_BYTES, 0);
+        if self.stride == 1 {
+            // Consecutive rows: the stream is already at `first_row`.
+            self.rng.fill_bytes(&mut self.bytes);
+        } else {
+            let stride = usize::try_from(self.stride).unwrap_or(usize::MAX);
+            let gap_bytes = (stride - 1).saturating_mul(ROW_BYTES);
+            self.rng.set_word_pos(word_pos(first_row));
+            for (k, chunk) in self.bytes.chunks_exact_mut(ROW_BYTES).enumerate() {
+                if k > 0 {
+                    if gap_bytes <= SKIP_BY_READING_MAX_BYTES {
+                        self.skipped.resize(gap_bytes, 0);
+                        self.rng.fill_bytes(&mut self.skipped);
+                    } else {
+                        let row = first_row + k as u64 * self.stride;
+                        self.rng.set_word_pos(word_pos(row));
+                    }
+                }
+                self.rng.fill_bytes(chunk);
+            }
+        }
         self.draws.clear();
         self.draws.extend(
             self.bytes
@@ -277,19 +362,27 @@ impl PaymentsGenerator {
         })
     }
 
+    /// The row indices of the current block, starting at `first_row`.
+    fn rows(&self, first_row: u64) -> impl Iterator<Item = u64> + use<> {
+        let stride = self.stride;
+        (0..).map(move |k: u64| first_row + k * stride)
+    }
+
     fn event_times(&self, first_row: u64) -> impl Iterator<Item = i64> + '_ {
         let d = &self.derived;
         let start = self.config.start_time_millis;
         let eps = self.config.events_per_second;
         let late = d.bound_millis.saturating_mul(2);
-        self.slot(0).zip(first_row..).map(move |(draw, row)| {
-            let due = start.saturating_add((row.saturating_mul(1000) / eps) as i64);
-            let mut behind = high_index(draw, d.bound_millis);
-            if field16(draw, 0) < d.late_threshold {
-                behind = behind.saturating_add(late);
-            }
-            due.saturating_sub(i64::try_from(behind).unwrap_or(i64::MAX))
-        })
+        self.slot(0)
+            .zip(self.rows(first_row))
+            .map(move |(draw, row)| {
+                let due = start.saturating_add((row.saturating_mul(1000) / eps) as i64);
+                let mut behind = high_index(draw, d.bound_millis);
+                if field16(draw, 0) < d.late_threshold {
+                    behind = behind.saturating_add(late);
+                }
+                due.saturating_sub(i64::try_from(behind).unwrap_or(i64::MAX))
+            })
     }
 
     fn column(
@@ -303,7 +396,7 @@ impl PaymentsGenerator {
             Arc::new(Int64Array::from_iter_values(values.map(|v| v as i64)))
         };
         Ok(match column {
-            PaymentColumn::TxnId => ids(&mut (first_row..first_row + n as u64)),
+            PaymentColumn::TxnId => ids(&mut self.rows(first_row).take(n)),
             PaymentColumn::EventTime { tz } => Arc::new(
                 TimestampMillisecondArray::from_iter_values(self.event_times(first_row))
                     .with_timezone_opt(tz.clone()),
@@ -395,7 +488,7 @@ pub fn generate_payments(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::array::{Array, AsArray, UInt64Array};
     use datafusion::arrow::compute::concat_batches;
     use datafusion::arrow::datatypes::{
         DataType, Decimal128Type, Field, Int64Type, Schema, TimestampMillisecondType,
@@ -551,6 +644,77 @@ mod tests {
         assert_eq!(cents_at_scale(1255, 1), 126);
         assert_eq!(cents_at_scale(1249, 0), 12);
         assert_eq!(cents_at_scale(1250, 0), 13);
+    }
+
+    /// Rows of every split of `count`, concatenated split after split.
+    fn splits(
+        config: &PaymentsConfig,
+        rows: u64,
+        count: usize,
+        batch_size: usize,
+    ) -> Vec<RecordBatch> {
+        let config = PaymentsConfig {
+            number_of_rows: Some(rows),
+            ..config.clone()
+        };
+        (0..count)
+            .map(|index| {
+                let split = Split { index, count };
+                let mut g =
+                    PaymentsGenerator::for_split("t", config.clone(), payments_schema(), split)
+                        .unwrap();
+                let expected = (rows + (count - 1 - index) as u64) / count as u64;
+                assert_eq!(g.remaining(), Some(expected));
+                let mut batches = Vec::new();
+                while let Some(b) = g.next_batch(batch_size).unwrap() {
+                    assert!(b.num_rows() <= batch_size);
+                    batches.push(b);
+                }
+                assert_eq!(g.rows_generated(), expected);
+                assert_eq!(g.remaining(), Some(0));
+                concat_batches(&payments_schema(), &batches).unwrap()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn splits_partition_the_single_split_rows() {
+        let config = PaymentsConfig {
+            late_rows_percent: 1.0,
+            ..PaymentsConfig::default()
+        };
+        let reference = all(config.clone(), 5_000, 8192);
+        // Counts on both sides of the read-or-seek threshold, odd batch sizes.
+        for (count, batch_size) in [(2, 333), (3, 8192), (9, 100), (10, 7), (64, 1000)] {
+            let parts = splits(&config, 5_000, count, batch_size);
+            let mut total = 0;
+            for (index, part) in parts.iter().enumerate() {
+                let txn = part.column(0).as_primitive::<Int64Type>();
+                let rows: Vec<u64> = txn.values().iter().map(|t| *t as u64).collect();
+                let expected: Vec<u64> = (index as u64..5_000).step_by(count).collect();
+                assert_eq!(rows, expected, "count {count} split {index}");
+                let indices = UInt64Array::from(rows);
+                let from_reference =
+                    datafusion::arrow::compute::take_record_batch(&reference, &indices).unwrap();
+                assert_eq!(part, &from_reference, "count {count} split {index}");
+                total += part.num_rows();
+            }
+            assert_eq!(total, 5_000);
+        }
+    }
+
+    #[test]
+    fn a_split_out_of_range_is_rejected() {
+        let split = Split { index: 3, count: 3 };
+        let err =
+            PaymentsGenerator::for_split("t", PaymentsConfig::default(), payments_schema(), split)
+                .err()
+                .unwrap()
+                .to_string();
+        assert_eq!(err, "table 't': split 3 out of range for 3 instances");
+        let few = splits(&PaymentsConfig::default(), 2, 4, 10);
+        let sizes: Vec<usize> = few.iter().map(RecordBatch::num_rows).collect();
+        assert_eq!(sizes, vec![1, 1, 0, 0]);
     }
 
     #[test]

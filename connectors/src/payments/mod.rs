@@ -6,6 +6,13 @@
 //! times are out of order within `'max-out-of-orderness'`, optionally with a
 //! share of late rows. The source is bounded when `'number-of-rows'` is set, and
 //! paced when `'rows-per-second'` is set. It is a source only.
+//!
+//! With parallel instances, row `i` belongs to split `i % count`; each split
+//! emits its rows in increasing row order with the values of a single-split run
+//! (see [`generator`]), so the splits together produce exactly the single-split
+//! rows. `'rows-per-second'` is the total rate: each split is paced to
+//! `rate / count` (the first `rate % count` splits get one row more, every split
+//! at least 1 row per second).
 
 pub mod columns;
 pub mod config;
@@ -23,7 +30,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use watershed_engine::EngineError;
 use watershed_engine::connector::TableSpec;
 use watershed_engine::metrics::NodeMetrics;
-use watershed_engine::source::{Source, SourceContext, SourceFactory};
+use watershed_engine::source::{Source, SourceContext, SourceFactory, Split};
 
 use self::columns::resolve_columns;
 use self::rate::RateLimiter;
@@ -74,16 +81,29 @@ impl SourceFactory for PaymentsSourceFactory {
         self.config.number_of_rows.is_some()
     }
 
-    fn create(&self) -> Result<Box<dyn Source>, EngineError> {
+    /// A generator of the rows `split` owns, paced to its share of the rate.
+    fn create(&self, split: Split) -> Result<Box<dyn Source>, EngineError> {
         Ok(Box::new(PaymentsSource {
-            generator: PaymentsGenerator::for_table(
+            generator: PaymentsGenerator::for_split(
                 &self.table,
                 self.config.clone(),
                 self.schema.clone(),
+                split,
             )?,
-            limiter: self.config.rows_per_second.map(RateLimiter::new),
+            limiter: self
+                .config
+                .rows_per_second
+                .map(|rate| RateLimiter::new(split_rate(rate, split))),
         }))
     }
+}
+
+/// Split `split`'s share of a total rate of `rows_per_second`: `rate / count`,
+/// plus one for the first `rate % count` splits, so the shares add up to the rate.
+pub fn split_rate(rows_per_second: u64, split: Split) -> u64 {
+    let count = split.count.max(1) as u64;
+    let extra = (split.index as u64) < rows_per_second % count;
+    rows_per_second / count + u64::from(extra)
 }
 
 struct PaymentsSource {
@@ -118,6 +138,9 @@ impl Source for PaymentsSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+    use datafusion::arrow::datatypes::Int64Type;
     use std::collections::BTreeMap;
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
@@ -154,7 +177,7 @@ mod tests {
             metrics: Arc::new(NodeMetrics::default()),
             batch_size: 300,
         };
-        let mut source = factory.create().unwrap();
+        let mut source = factory.create(Split::SINGLE).unwrap();
         let mut sizes = Vec::new();
         while let Some(b) = source.next_batch(&ctx).await.unwrap() {
             sizes.push(b.num_rows());
@@ -175,13 +198,86 @@ mod tests {
             metrics: Arc::new(NodeMetrics::default()),
             batch_size: 8192,
         };
-        let mut source = factory.create().unwrap();
+        let mut source = factory.create(Split::SINGLE).unwrap();
         let begin = tokio::time::Instant::now();
         let mut rows = 0;
         while rows < 2000 {
             rows += source.next_batch(&ctx).await.unwrap().unwrap().num_rows();
         }
         assert_eq!(rows, 2000);
+        assert_eq!(begin.elapsed(), std::time::Duration::from_millis(1900));
+    }
+
+    async fn read_all(source: &mut Box<dyn Source>, batch_size: usize) -> Vec<RecordBatch> {
+        let ctx = SourceContext {
+            metrics: Arc::new(NodeMetrics::default()),
+            batch_size,
+        };
+        let mut batches = Vec::new();
+        while let Some(b) = source.next_batch(&ctx).await.unwrap() {
+            batches.push(b);
+        }
+        assert_eq!(
+            ctx.metrics.rows_in.load(Ordering::Relaxed),
+            batches.iter().map(|b| b.num_rows() as u64).sum::<u64>()
+        );
+        batches
+    }
+
+    #[tokio::test]
+    async fn three_splits_union_to_the_single_split_rows() {
+        let factory = PaymentsSourceFactory::new(&spec(
+            &[
+                ("connector", "payments"),
+                ("number-of-rows", "1000"),
+                ("late-rows-percent", "2"),
+            ],
+            payments_schema(),
+        ))
+        .unwrap();
+        let schema = factory.schema();
+        let mut single = factory.create(Split::SINGLE).unwrap();
+        let single = concat_batches(&schema, &read_all(&mut single, 128).await).unwrap();
+        let mut parts = Vec::new();
+        for index in 0..3 {
+            let mut source = factory.create(Split { index, count: 3 }).unwrap();
+            let part = concat_batches(&schema, &read_all(&mut source, 128).await).unwrap();
+            let txn = part.column(0).as_primitive::<Int64Type>();
+            assert!(txn.values().iter().all(|t| *t as usize % 3 == index));
+            assert!(txn.values().windows(2).all(|w| w[0] < w[1]));
+            parts.push(part);
+        }
+        let union = concat_batches(&schema, &parts).unwrap();
+        let order = sort_to_indices(union.column(0), None, None).unwrap();
+        let sorted = take_record_batch(&union, &order).unwrap();
+        assert_eq!(sorted.num_rows(), 1000);
+        assert_eq!(sorted, single);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_rate_is_shared_by_the_splits() {
+        assert_eq!(split_rate(10, Split::SINGLE), 10);
+        let rates: Vec<u64> = (0..3)
+            .map(|index| split_rate(10, Split { index, count: 3 }))
+            .collect();
+        assert_eq!(rates, vec![4, 3, 3]);
+        let factory = PaymentsSourceFactory::new(&spec(
+            &[("connector", "payments"), ("rows-per-second", "1000")],
+            payments_schema(),
+        ))
+        .unwrap();
+        let ctx = SourceContext {
+            metrics: Arc::new(NodeMetrics::default()),
+            batch_size: 8192,
+        };
+        let mut source = factory.create(Split { index: 1, count: 2 }).unwrap();
+        let begin = tokio::time::Instant::now();
+        let mut rows = 0;
+        while rows < 1000 {
+            rows += source.next_batch(&ctx).await.unwrap().unwrap().num_rows();
+        }
+        // 500 rows per second in batches of 50: the last batch starts at row 950.
+        assert_eq!(rows, 1000);
         assert_eq!(begin.elapsed(), std::time::Duration::from_millis(1900));
     }
 

@@ -1377,6 +1377,42 @@ mod tests {
     }
 
     #[test]
+    fn state_stays_proportional_to_open_sessions() {
+        // One session that never closes, plus a new key every row whose
+        // session fires soon after: partial states are re-merged and idle keys
+        // forgotten, so state follows open sessions, not rows or keys seen.
+        let mut op = factory(true, 10).instance().unwrap();
+        op.set_gc_thresholds(0, 0);
+        let metrics = NodeMetrics::default();
+        let mut emitted = Vec::new();
+        for i in 0..300i64 {
+            let key: &'static str = Box::leak(format!("k{i}").into_boxed_str());
+            let rows = [row(i * 5, "a", i), row(i * 5, key, 1)];
+            op.on_batch(batch(&rows), &mut Output::new(&mut emitted, &metrics))
+                .unwrap();
+            op.on_watermark(i * 5 - 1, &mut Output::new(&mut emitted, &metrics))
+                .unwrap();
+            assert!(op.num_state_rows() <= 2 * op.num_sessions(), "i={i}");
+            assert!(op.num_keys() <= 2 * op.num_sessions(), "i={i}");
+        }
+        op.on_end(&mut Output::new(&mut emitted, &metrics)).unwrap();
+        let results = results(&emitted);
+        assert_eq!(results.len(), 301);
+        assert!(results.contains(&(
+            0,
+            1505,
+            1504,
+            Some("a".into()),
+            300,
+            Some(44_850),
+            Some(299),
+            300,
+            249
+        )));
+        assert_eq!(op.num_keys(), 0);
+    }
+
+    #[test]
     fn rows_exactly_a_gap_apart_share_a_session() {
         let rows = vec![
             row(0, "a", 1),

@@ -1,0 +1,807 @@
+//! Tests of [`IntervalJoin`] against a brute-force oracle: nested loops over all
+//! accepted rows give the pairs, and a walk over the input gives when each pair
+//! and each unmatched row must be emitted.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Int64Array, RecordBatch, StringArray, TimestampMillisecondArray,
+};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimestampMillisecondType,
+};
+use datafusion::logical_expr::Operator as BinaryOp;
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{binary, col, lit};
+
+use super::{IntervalJoin, IntervalJoinOperator, JoinInput, JoinKind};
+use crate::message::Message;
+use crate::metrics::{NodeCounts, NodeMetrics};
+use crate::operator::{Operator, OperatorFactory, Output};
+use crate::time::{MAX_WATERMARK, MIN_WATERMARK, event_time_type};
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> i64 {
+        (self.next() % n) as i64
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    id: i64,
+    ts: i64,
+    k: Option<i64>,
+    g: &'static str,
+    amt: i64,
+}
+
+#[derive(Debug, Clone)]
+enum Event {
+    Left(Vec<Row>),
+    Right(Vec<Row>),
+    Watermark(i64),
+}
+
+/// Columns: `{p}_ts, {p}_k, {p}_g, {p}_id, {p}_amt`.
+fn schema(prefix: &str) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(format!("{prefix}_ts"), event_time_type(), false),
+        Field::new(format!("{prefix}_k"), DataType::Int64, true),
+        Field::new(format!("{prefix}_g"), DataType::Utf8, false),
+        Field::new(format!("{prefix}_id"), DataType::Int64, false),
+        Field::new(format!("{prefix}_amt"), DataType::Int64, false),
+    ]))
+}
+
+fn batch(schema: &SchemaRef, rows: &[Row]) -> RecordBatch {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(TimestampMillisecondArray::from_iter_values(
+            rows.iter().map(|r| r.ts),
+        )),
+        Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.k))),
+        Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.g))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.id))),
+        Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.amt))),
+    ];
+    RecordBatch::try_new(schema.clone(), columns).unwrap()
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Case {
+    kind: JoinKind,
+    lower: i64,
+    upper: i64,
+    residual: bool,
+    two_keys: bool,
+    final_watermark: bool,
+}
+
+/// `r_amt >= l_amt` over the joined schema.
+fn residual_expr(left: &SchemaRef, right: &SchemaRef) -> Arc<dyn PhysicalExpr> {
+    let joined = Schema::new(
+        left.fields()
+            .iter()
+            .chain(right.fields().iter())
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    binary(
+        col("r_amt", &joined).unwrap(),
+        BinaryOp::GtEq,
+        col("l_amt", &joined).unwrap(),
+        &joined,
+    )
+    .unwrap()
+}
+
+fn join(case: &Case) -> IntervalJoin {
+    let (left, right) = (schema("l"), schema("r"));
+    let keys = if case.two_keys { vec![1, 2] } else { vec![1] };
+    let residual = case.residual.then(|| residual_expr(&left, &right));
+    IntervalJoin::new(
+        JoinInput::new(left, keys.clone(), 0),
+        JoinInput::new(right, keys, 0),
+        case.lower,
+        case.upper,
+        case.kind,
+        residual,
+    )
+    .unwrap()
+}
+
+/// An output row: left id, right id, and the event index that emitted it
+/// (`events.len()` for `on_end`).
+type OutRow = (Option<i64>, Option<i64>, usize);
+
+struct Run {
+    rows: Vec<OutRow>,
+    counts: NodeCounts,
+    /// `state_rows()` after each event.
+    state: Vec<usize>,
+    state_at_end: usize,
+}
+
+fn run(
+    join: &IntervalJoin,
+    events: &[Event],
+    rebuild_min_rows: Option<usize>,
+    left: &HashMap<i64, Row>,
+    right: &HashMap<i64, Row>,
+) -> Run {
+    let mut op: IntervalJoinOperator = join.operator().unwrap();
+    if let Some(n) = rebuild_min_rows {
+        op.set_rebuild_min_rows(n);
+    }
+    let (ls, rs) = (schema("l"), schema("r"));
+    let metrics = NodeMetrics::default();
+    let mut rows = Vec::new();
+    let mut state = Vec::new();
+    let collect = |messages: Vec<Message>, step: usize, rows: &mut Vec<OutRow>| {
+        for m in messages {
+            if let Message::Batch(b) = m {
+                assert_eq!(b.schema(), join.output_schema());
+                rows.extend(
+                    decode(&b, left, right)
+                        .into_iter()
+                        .map(|(l, r)| (l, r, step)),
+                );
+            }
+        }
+    };
+    for (step, event) in events.iter().enumerate() {
+        let mut messages = Vec::new();
+        let mut out = Output::new(&mut messages, &metrics);
+        match event {
+            Event::Left(r) => op.on_input_batch(0, batch(&ls, r), &mut out).unwrap(),
+            Event::Right(r) => op.on_input_batch(1, batch(&rs, r), &mut out).unwrap(),
+            Event::Watermark(w) => {
+                op.on_watermark(*w, &mut out).unwrap();
+                assert!(
+                    matches!(messages.last(), Some(Message::Watermark(_))),
+                    "the watermark follows the rows it released"
+                );
+            }
+        }
+        collect(messages, step, &mut rows);
+        state.push(op.state_rows());
+    }
+    let mut messages = Vec::new();
+    op.on_end(&mut Output::new(&mut messages, &metrics))
+        .unwrap();
+    collect(messages, events.len(), &mut rows);
+    rows.sort();
+    Run {
+        rows,
+        counts: metrics.snapshot(),
+        state,
+        state_at_end: op.state_rows(),
+    }
+}
+
+/// `(left id, right id)` of each output row, checking the other columns
+/// against the input rows.
+fn decode(
+    b: &RecordBatch,
+    left: &HashMap<i64, Row>,
+    right: &HashMap<i64, Row>,
+) -> Vec<(Option<i64>, Option<i64>)> {
+    let side = |offset: usize, rows: &HashMap<i64, Row>, i: usize| -> Option<i64> {
+        let id = b.column(offset + 3).as_primitive::<Int64Type>();
+        if id.is_null(i) {
+            for c in 0..5 {
+                assert!(b.column(offset + c).is_null(i), "padded side is all NULL");
+            }
+            return None;
+        }
+        let row = rows[&id.value(i)];
+        let ts = b.column(offset).as_primitive::<TimestampMillisecondType>();
+        assert_eq!(ts.value(i), row.ts);
+        let k = b.column(offset + 1).as_primitive::<Int64Type>();
+        assert_eq!(k.is_valid(i).then(|| k.value(i)), row.k);
+        assert_eq!(b.column(offset + 2).as_string::<i32>().value(i), row.g);
+        assert_eq!(
+            b.column(offset + 4).as_primitive::<Int64Type>().value(i),
+            row.amt
+        );
+        Some(row.id)
+    };
+    (0..b.num_rows())
+        .map(|i| {
+            let pair = (side(0, left, i), side(5, right, i));
+            assert!(pair.0.is_some() || pair.1.is_some());
+            pair
+        })
+        .collect()
+}
+
+struct Expected {
+    rows: Vec<OutRow>,
+    late: u64,
+    /// Live rows after each event.
+    state: Vec<usize>,
+}
+
+/// The brute-force model.
+fn oracle(case: &Case, events: &[Event]) -> Expected {
+    let end = events.len();
+    // (row, arrival event, watermark at arrival) of accepted rows.
+    let mut lefts: Vec<(Row, usize, i64)> = Vec::new();
+    let mut rights: Vec<(Row, usize, i64)> = Vec::new();
+    let mut watermarks: Vec<(usize, i64)> = Vec::new();
+    let mut w = MIN_WATERMARK;
+    let mut late = 0;
+    let mut state = Vec::new();
+    let left_expiry = |r: &Row| r.ts.saturating_add(case.upper);
+    let right_expiry = |r: &Row| r.ts.saturating_sub(case.lower);
+    for (step, e) in events.iter().enumerate() {
+        match e {
+            Event::Left(rows) | Event::Right(rows) => {
+                let into = if matches!(e, Event::Left(_)) {
+                    &mut lefts
+                } else {
+                    &mut rights
+                };
+                for r in rows {
+                    if r.ts <= w {
+                        late += 1;
+                    } else {
+                        into.push((*r, step, w));
+                    }
+                }
+            }
+            Event::Watermark(wm) => {
+                w = w.max(*wm);
+                watermarks.push((step, *wm));
+            }
+        }
+        let live = lefts
+            .iter()
+            .filter(|(r, _, _)| r.k.is_some() && left_expiry(r) > w)
+            .count()
+            + rights
+                .iter()
+                .filter(|(r, _, _)| r.k.is_some() && right_expiry(r) > w)
+                .count();
+        state.push(live);
+    }
+    let matches = |a: &Row, b: &Row| {
+        a.k.is_some()
+            && a.k == b.k
+            && (!case.two_keys || a.g == b.g)
+            && a.ts + case.lower <= b.ts
+            && b.ts <= a.ts + case.upper
+            && (!case.residual || b.amt >= a.amt)
+    };
+    // When an unmatched row is released: at once, at the first watermark that
+    // reaches its expiry, or at the end.
+    let release = |r: &Row, arrival: usize, w_arrival: i64, expiry: i64| {
+        if r.k.is_none() || expiry <= w_arrival {
+            return arrival;
+        }
+        watermarks
+            .iter()
+            .find(|&&(s, wm)| s > arrival && wm >= expiry)
+            .map_or(end, |&(s, _)| s)
+    };
+    let mut rows = Vec::new();
+    let mut right_matched = vec![false; rights.len()];
+    for (a, sa, wa) in &lefts {
+        let mut matched = false;
+        for (j, (b, sb, _)) in rights.iter().enumerate() {
+            if matches(a, b) {
+                rows.push((Some(a.id), Some(b.id), (*sa).max(*sb)));
+                matched = true;
+                right_matched[j] = true;
+            }
+        }
+        if !matched && case.kind.keeps_unmatched_left() {
+            rows.push((Some(a.id), None, release(a, *sa, *wa, left_expiry(a))));
+        }
+    }
+    if case.kind.keeps_unmatched_right() {
+        for ((b, sb, wb), matched) in rights.iter().zip(right_matched) {
+            if !matched {
+                rows.push((None, Some(b.id), release(b, *sb, *wb, right_expiry(b))));
+            }
+        }
+    }
+    rows.sort();
+    Expected { rows, late, state }
+}
+
+struct Gen {
+    rows_per_side: usize,
+    /// Rows are at most this far out of time order.
+    disorder: u64,
+    /// The watermark trails the maximum time seen by this much.
+    bound: i64,
+    keys: u64,
+    max_batch: u64,
+}
+
+/// Two out-of-order streams cut into random batches, interleaved at random, with
+/// `min(max left ts, max right ts) - bound` watermarks between batches.
+fn generate(rng: &mut Rng, g: &Gen, two_keys: bool) -> (Vec<Event>, Vec<Row>, Vec<Row>) {
+    let make = |first_id: i64, rng: &mut Rng| -> Vec<Row> {
+        let mut t = 1_000;
+        (0..g.rows_per_side)
+            .map(|i| {
+                t += rng.below(3);
+                Row {
+                    id: first_id + i as i64,
+                    ts: t + rng.below(g.disorder + 1),
+                    k: (rng.below(10) != 0).then(|| rng.below(g.keys)),
+                    g: if two_keys && rng.below(2) == 0 {
+                        "x"
+                    } else {
+                        "y"
+                    },
+                    amt: rng.below(100),
+                }
+            })
+            .collect()
+    };
+    let left = make(0, rng);
+    let right = make(1_000_000, rng);
+    let (mut li, mut ri) = (0, 0);
+    let (mut max_l, mut max_r) = (None::<i64>, None::<i64>);
+    let mut last_wm = MIN_WATERMARK;
+    let mut events = Vec::new();
+    while li < left.len() || ri < right.len() {
+        let n = rng.below(g.max_batch + 1) as usize;
+        let take_left = ri >= right.len() || (li < left.len() && rng.below(2) == 0);
+        let (rows, i, max) = if take_left {
+            (&left, &mut li, &mut max_l)
+        } else {
+            (&right, &mut ri, &mut max_r)
+        };
+        let chunk: Vec<Row> = rows[*i..(*i + n).min(rows.len())].to_vec();
+        *i += chunk.len();
+        for r in &chunk {
+            *max = Some(max.map_or(r.ts, |m| m.max(r.ts)));
+        }
+        events.push(if take_left {
+            Event::Left(chunk)
+        } else {
+            Event::Right(chunk)
+        });
+        if rng.below(3) != 0
+            && let (Some(l), Some(r)) = (max_l, max_r)
+        {
+            let wm = l.min(r) - g.bound;
+            // Repeated watermarks happen too; they must change nothing.
+            if wm >= last_wm {
+                last_wm = wm;
+                events.push(Event::Watermark(wm));
+            }
+        }
+    }
+    (events, left, right)
+}
+
+fn check(case: &Case, g: &Gen, seed: u64, rebuild_min_rows: Option<usize>) {
+    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let (mut events, left, right) = generate(&mut rng, g, case.two_keys);
+    if case.final_watermark {
+        events.push(Event::Watermark(MAX_WATERMARK));
+    }
+    let left: HashMap<i64, Row> = left.into_iter().map(|r| (r.id, r)).collect();
+    let right: HashMap<i64, Row> = right.into_iter().map(|r| (r.id, r)).collect();
+    let ctx = format!("{case:?} seed={seed}");
+    let expected = oracle(case, &events);
+    let got = run(&join(case), &events, rebuild_min_rows, &left, &right);
+    if got.rows != expected.rows {
+        let missing: Vec<_> = expected
+            .rows
+            .iter()
+            .filter(|r| !got.rows.contains(r))
+            .collect();
+        let extra: Vec<_> = got
+            .rows
+            .iter()
+            .filter(|r| !expected.rows.contains(r))
+            .collect();
+        panic!(
+            "{ctx}: {} rows, expected {}\nmissing {missing:?}\nextra {extra:?}",
+            got.rows.len(),
+            expected.rows.len()
+        );
+    }
+    assert_eq!(got.counts.rows_late, expected.late, "{ctx}");
+    assert_eq!(got.counts.rows_out, expected.rows.len() as u64, "{ctx}");
+    assert_eq!(
+        got.state, expected.state,
+        "{ctx}: state_rows() after each event"
+    );
+    assert_eq!(got.state_at_end, 0, "{ctx}");
+    if case.final_watermark {
+        assert_eq!(
+            got.state.last(),
+            Some(&0),
+            "{ctx}: after the final watermark"
+        );
+    }
+}
+
+const KINDS: [JoinKind; 4] = [
+    JoinKind::Inner,
+    JoinKind::Left,
+    JoinKind::Right,
+    JoinKind::Full,
+];
+
+#[test]
+fn matches_the_oracle_on_random_out_of_order_input() {
+    let g = Gen {
+        rows_per_side: 120,
+        disorder: 14,
+        bound: 10,
+        keys: 4,
+        max_batch: 7,
+    };
+    let bounds = [(-5, 15), (-20, -3), (2, 10), (0, 0), (-7, 7)];
+    let mut seed = 0;
+    for kind in KINDS {
+        for (lower, upper) in bounds {
+            for residual in [false, true] {
+                for _ in 0..3 {
+                    seed += 1;
+                    let case = Case {
+                        kind,
+                        lower,
+                        upper,
+                        residual,
+                        two_keys: seed % 2 == 0,
+                        final_watermark: seed % 3 == 0,
+                    };
+                    check(&case, &g, seed, None);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn compaction_keeps_results_exact() {
+    // Tiny batches (merged every 32) and a low rebuild threshold: state is
+    // merged and rebuilt many times while rows are still being matched.
+    let g = Gen {
+        rows_per_side: 3_000,
+        disorder: 30,
+        bound: 20,
+        keys: 5,
+        max_batch: 4,
+    };
+    for (seed, kind) in KINDS.into_iter().enumerate() {
+        let case = Case {
+            kind,
+            lower: -6,
+            upper: 25,
+            residual: seed % 2 == 1,
+            two_keys: false,
+            final_watermark: true,
+        };
+        check(&case, &g, 100 + seed as u64, Some(16));
+    }
+}
+
+#[test]
+fn large_batches_and_hot_keys_split_output() {
+    let g = Gen {
+        rows_per_side: 4_000,
+        disorder: 5,
+        bound: 5,
+        keys: 2,
+        max_batch: 2_500,
+    };
+    for (seed, kind) in [JoinKind::Inner, JoinKind::Full].into_iter().enumerate() {
+        let case = Case {
+            kind,
+            lower: -40,
+            upper: 40,
+            residual: seed == 1,
+            two_keys: false,
+            final_watermark: false,
+        };
+        check(&case, &g, 200 + seed as u64, None);
+    }
+}
+
+fn payments() -> (IntervalJoin, SchemaRef, SchemaRef) {
+    let auth = Arc::new(Schema::new(vec![
+        Field::new("card", DataType::Int64, true),
+        Field::new("auth_ts", event_time_type(), false),
+    ]));
+    let capture = Arc::new(Schema::new(vec![
+        Field::new("card", DataType::Int64, false),
+        Field::new("cap_ts", event_time_type(), false),
+    ]));
+    let join = IntervalJoin::new(
+        JoinInput::new(auth.clone(), vec![0], 1),
+        JoinInput::new(capture.clone(), vec![0], 1),
+        -5_000,
+        900_000,
+        JoinKind::Left,
+        None,
+    )
+    .unwrap();
+    (join, auth, capture)
+}
+
+fn two_column(schema: &SchemaRef, rows: &[(Option<i64>, i64)]) -> RecordBatch {
+    RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from_iter(rows.iter().map(|r| r.0))),
+            Arc::new(TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.1),
+            )),
+        ],
+    )
+    .unwrap()
+}
+
+/// `(card, auth_ts, card, cap_ts)` rows of the batches in `messages`, and
+/// `W(x)` for watermarks.
+fn render(messages: &[Message]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for m in messages {
+        match m {
+            Message::Batch(b) => {
+                for i in 0..b.num_rows() {
+                    let cell = |c: usize| {
+                        let a = b.column(c);
+                        if a.is_null(i) {
+                            "NULL".to_string()
+                        } else if c.is_multiple_of(2) {
+                            a.as_primitive::<Int64Type>().value(i).to_string()
+                        } else {
+                            a.as_primitive::<TimestampMillisecondType>()
+                                .value(i)
+                                .to_string()
+                        }
+                    };
+                    lines.push(format!("{} {} | {} {}", cell(0), cell(1), cell(2), cell(3)));
+                }
+            }
+            Message::Watermark(w) => lines.push(format!("W({w})")),
+            other => lines.push(format!("{other:?}")),
+        }
+    }
+    lines
+}
+
+#[test]
+fn authorization_without_capture_times_out_when_the_watermark_passes() {
+    let (join, auth, capture) = payments();
+    assert_eq!(
+        join.explain(),
+        vec![
+            "type: LEFT OUTER",
+            "keys: left.card = right.card",
+            "interval: right.cap_ts BETWEEN left.auth_ts - 5 s AND left.auth_ts + 15 min",
+            "state: left row until watermark >= left.auth_ts + 15 min, right row until \
+             watermark >= right.cap_ts + 5 s; rows at or behind the watermark are late; \
+             unmatched left rows are emitted with NULLs when released",
+        ]
+    );
+    assert!(join.output_schema().field(2).is_nullable());
+    assert!(join.output_schema().field(3).is_nullable());
+    assert!(!join.output_schema().field(1).is_nullable());
+
+    let mut op = join.operator().unwrap();
+    let metrics = NodeMetrics::default();
+    fn step(
+        op: &mut IntervalJoinOperator,
+        metrics: &NodeMetrics,
+        f: impl FnOnce(&mut IntervalJoinOperator, &mut Output<'_>),
+    ) -> Vec<String> {
+        let mut messages = Vec::new();
+        f(op, &mut Output::new(&mut messages, metrics));
+        render(&messages)
+    }
+    let a = two_column(&auth, &[(Some(1), 0), (Some(2), 1_000), (None, 2_000)]);
+    assert_eq!(
+        step(&mut op, &metrics, |op, out| op
+            .on_input_batch(0, a.clone(), out)
+            .unwrap()),
+        vec!["NULL 2000 | NULL NULL"],
+        "a NULL card never matches: emitted at once"
+    );
+    let c = two_column(&capture, &[(Some(1), 60_000), (Some(2), 1_000_000)]);
+    assert_eq!(
+        step(&mut op, &metrics, |op, out| op
+            .on_input_batch(1, c.clone(), out)
+            .unwrap()),
+        vec!["1 0 | 1 60000"]
+    );
+    assert_eq!(
+        step(&mut op, &metrics, |op, out| op
+            .on_watermark(900_999, out)
+            .unwrap()),
+        vec!["W(900999)"]
+    );
+    assert_eq!(
+        step(&mut op, &metrics, |op, out| op
+            .on_watermark(901_000, out)
+            .unwrap()),
+        vec!["2 1000 | NULL NULL", "W(901000)"],
+        "card 2 has no capture by auth_ts + 15 min"
+    );
+    // Right rows stay until the watermark passes cap_ts + 5 s.
+    assert_eq!(op.state_rows(), 1);
+    let late = two_column(&auth, &[(Some(1), 901_000), (Some(2), 999_999)]);
+    assert_eq!(
+        step(&mut op, &metrics, |op, out| op
+            .on_input_batch(0, late.clone(), out)
+            .unwrap()),
+        vec!["2 999999 | 2 1000000"],
+        "the row at the watermark is late"
+    );
+    assert_eq!(metrics.snapshot().rows_late, 1);
+    assert_eq!(
+        step(&mut op, &metrics, |op, out| op
+            .on_watermark(1_005_000, out)
+            .unwrap()),
+        vec!["W(1005000)"]
+    );
+    assert_eq!(
+        op.state_rows(),
+        1,
+        "the matched left row waits for auth_ts + 15 min"
+    );
+    assert_eq!(
+        step(&mut op, &metrics, |op, out| op
+            .on_watermark(1_899_999, out)
+            .unwrap()),
+        vec!["W(1899999)"]
+    );
+    assert_eq!(op.state_rows(), 0);
+}
+
+#[test]
+fn on_end_emits_pending_unmatched_rows() {
+    let (join, auth, _) = payments();
+    let mut op = join.create().unwrap();
+    let metrics = NodeMetrics::default();
+    let mut messages = Vec::new();
+    let a = two_column(&auth, &[(Some(7), 10)]);
+    op.on_input_batch(0, a, &mut Output::new(&mut messages, &metrics))
+        .unwrap();
+    assert!(messages.is_empty());
+    op.on_end(&mut Output::new(&mut messages, &metrics))
+        .unwrap();
+    assert_eq!(render(&messages), vec!["7 10 | NULL NULL"]);
+}
+
+#[test]
+fn null_times_never_match() {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("ts", event_time_type(), true),
+    ]));
+    let b = RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(Int64Array::from(vec![Some(1), Some(1)])),
+            Arc::new(TimestampMillisecondArray::from(vec![None, Some(5)])),
+        ],
+    )
+    .unwrap();
+    for (kind, expected) in [
+        (JoinKind::Inner, vec!["1 5 | 1 5"]),
+        (
+            JoinKind::Full,
+            vec!["1 NULL | NULL NULL", "1 5 | 1 5", "NULL NULL | 1 NULL"],
+        ),
+    ] {
+        let join = IntervalJoin::new(
+            JoinInput::new(schema.clone(), vec![0], 1),
+            JoinInput::new(schema.clone(), vec![0], 1),
+            0,
+            0,
+            kind,
+            None,
+        )
+        .unwrap();
+        let mut op = join.operator().unwrap();
+        let metrics = NodeMetrics::default();
+        let mut messages = Vec::new();
+        let mut out = Output::new(&mut messages, &metrics);
+        op.on_input_batch(0, b.clone(), &mut out).unwrap();
+        op.on_input_batch(1, b.clone(), &mut out).unwrap();
+        op.on_end(&mut out).unwrap();
+        assert_eq!(render(&messages), expected, "{kind}");
+    }
+}
+
+#[test]
+fn joins_without_equi_keys() {
+    let schema = schema("l");
+    let right = schema.clone();
+    let join = IntervalJoin::new(
+        JoinInput::new(schema.clone(), vec![], 0),
+        JoinInput::new(right.clone(), vec![], 0),
+        0,
+        1,
+        JoinKind::Inner,
+        Some(lit(true)),
+    )
+    .unwrap();
+    let rows = |ts: &[i64]| -> Vec<Row> {
+        ts.iter()
+            .map(|&ts| Row {
+                id: ts,
+                ts,
+                k: None,
+                g: "x",
+                amt: 0,
+            })
+            .collect()
+    };
+    let mut op = join.operator().unwrap();
+    let metrics = NodeMetrics::default();
+    let mut messages = Vec::new();
+    let mut out = Output::new(&mut messages, &metrics);
+    op.on_input_batch(0, batch(&schema, &rows(&[10, 20])), &mut out)
+        .unwrap();
+    op.on_input_batch(1, batch(&right, &rows(&[10, 11, 12, 21])), &mut out)
+        .unwrap();
+    assert_eq!(metrics.snapshot().rows_out, 3);
+}
+
+#[test]
+fn rejects_invalid_joins() {
+    let (l, r) = (schema("l"), schema("r"));
+    let new = |lk: Vec<usize>, rk: Vec<usize>, lt: usize, lower: i64, residual| {
+        IntervalJoin::new(
+            JoinInput::new(l.clone(), lk, lt),
+            JoinInput::new(r.clone(), rk, 0),
+            lower,
+            10,
+            JoinKind::Inner,
+            residual,
+        )
+        .map(|_| ())
+        .unwrap_err()
+        .to_string()
+    };
+    assert!(new(vec![1], vec![1, 2], 0, 0, None).contains("1 left keys but 2 right keys"));
+    assert!(new(vec![1], vec![2], 0, 0, None).contains("key l_k is Int64 but r_g is Utf8"));
+    assert!(new(vec![1], vec![1], 2, 0, None).contains("time column l_g is Utf8"));
+    assert!(new(vec![1], vec![1], 0, 11, None).contains("empty interval"));
+    assert!(new(vec![9], vec![1], 0, 0, None).contains("left column 9 does not exist"));
+    assert!(new(vec![1], vec![1], 0, 0, Some(lit(1i64))).contains("not BOOLEAN"));
+
+    let mut op = join(&Case {
+        kind: JoinKind::Inner,
+        lower: 0,
+        upper: 0,
+        residual: false,
+        two_keys: false,
+        final_watermark: false,
+    })
+    .create()
+    .unwrap();
+    let metrics = NodeMetrics::default();
+    let mut messages = Vec::new();
+    let b = batch(&l, &[]);
+    assert!(
+        op.on_input_batch(2, b.clone(), &mut Output::new(&mut messages, &metrics))
+            .is_err()
+    );
+    assert!(
+        op.on_batch(b, &mut Output::new(&mut messages, &metrics))
+            .is_err()
+    );
+}

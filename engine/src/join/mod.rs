@@ -1,0 +1,79 @@
+//! Joins of two streams.
+//!
+//! A join node has two inputs: input 0 is the left side, input 1 the right side.
+//! The runtime hands it the minimum of both inputs' watermarks and calls
+//! `on_end` once both inputs have ended. Output rows carry the left columns
+//! followed by the right columns; the columns of the side an outer join pads
+//! are nullable.
+//!
+//! - [`IntervalJoin`]: the event-time interval join of Flink SQL
+//!   (`b.ts BETWEEN a.ts - INTERVAL .. AND a.ts + INTERVAL ..`), whose state the
+//!   watermark releases.
+
+mod interval;
+mod key_index;
+mod side;
+
+#[cfg(test)]
+mod interval_tests;
+
+use std::fmt;
+
+use datafusion::arrow::datatypes::SchemaRef;
+
+pub use interval::{IntervalJoin, IntervalJoinOperator};
+
+/// Which unmatched rows a join emits, padded with NULLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum JoinKind {
+    /// Matched pairs only.
+    Inner,
+    /// Matched pairs, and left rows that matched nothing.
+    Left,
+    /// Matched pairs, and right rows that matched nothing.
+    Right,
+    /// Matched pairs, and rows of either side that matched nothing.
+    Full,
+}
+
+impl JoinKind {
+    /// True when left rows that matched nothing are emitted.
+    pub fn keeps_unmatched_left(self) -> bool {
+        matches!(self, JoinKind::Left | JoinKind::Full)
+    }
+
+    /// True when right rows that matched nothing are emitted.
+    pub fn keeps_unmatched_right(self) -> bool {
+        matches!(self, JoinKind::Right | JoinKind::Full)
+    }
+}
+
+impl fmt::Display for JoinKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            JoinKind::Inner => "INNER",
+            JoinKind::Left => "LEFT OUTER",
+            JoinKind::Right => "RIGHT OUTER",
+            JoinKind::Full => "FULL OUTER",
+        })
+    }
+}
+
+/// One input of a join: its schema, its equi-join key columns and its
+/// event-time column.
+#[derive(Debug, Clone)]
+pub struct JoinInput {
+    /// Schema of the input's batches.
+    pub schema: SchemaRef,
+    /// Equi-join key columns, paired by position with the other input's.
+    pub keys: Vec<usize>,
+    /// The event-time column (`TIMESTAMP(3)` or `BIGINT` milliseconds).
+    pub time: usize,
+}
+
+impl JoinInput {
+    /// An input with the given key and time columns.
+    pub fn new(schema: SchemaRef, keys: Vec<usize>, time: usize) -> Self {
+        JoinInput { schema, keys, time }
+    }
+}

@@ -1,0 +1,314 @@
+//! The runtime: turns a [`JobGraph`] into tokio tasks.
+//!
+//! Nodes joined by forward edges of equal parallelism run chained in one task per
+//! parallel instance; other edges cross bounded channels (forward, hash by key
+//! group, broadcast), so a slow consumer slows its producers instead of growing
+//! memory. Sinks run in tasks of their own. A failure or panic in any task stops
+//! the whole job and is reported with the node that failed.
+
+pub mod exchange;
+pub mod task;
+
+use std::sync::Arc;
+
+use futures::FutureExt;
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::error::{EngineError, Result};
+use crate::graph::{Edge, JobGraph, NodeId, NodeKind, Partitioning};
+use crate::metrics::{JobMetrics, NodeMetrics, RowSummary};
+use crate::source::{SourceContext, Split};
+use exchange::{Envelope, OutputEdge, Routing};
+use task::{Chain, run_operator_task, run_sink_task, run_source_task};
+
+/// Knobs of the runtime.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Preferred rows per batch at sources.
+    pub batch_size: usize,
+    /// Capacity, in messages, of the channel in front of each sink.
+    pub channel_capacity: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            batch_size: 8192,
+            channel_capacity: 16,
+        }
+    }
+}
+
+/// A running job.
+pub struct JobHandle {
+    name: String,
+    metrics: JobMetrics,
+    tasks: Vec<(String, JoinHandle<Result<()>>)>,
+}
+
+/// What a finished job reports.
+#[derive(Debug, Clone)]
+pub struct JobResult {
+    /// The job's name.
+    pub name: String,
+    /// Final row accounting.
+    pub rows: RowSummary,
+    /// Final per-node counters.
+    pub metrics: JobMetrics,
+}
+
+impl JobHandle {
+    /// The job's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Live counters, readable while the job runs.
+    pub fn metrics(&self) -> &JobMetrics {
+        &self.metrics
+    }
+
+    /// Stops every task of the job.
+    pub fn cancel(&self) {
+        for (_, task) in &self.tasks {
+            task.abort();
+        }
+    }
+
+    /// Waits for the job to finish. The first real failure stops every other task
+    /// and wins over the echoes it causes in them (closed channels).
+    pub async fn wait(self) -> Result<JobResult> {
+        let aborts: Vec<_> = self.tasks.iter().map(|(_, t)| t.abort_handle()).collect();
+        let mut running: FuturesUnordered<_> = self
+            .tasks
+            .into_iter()
+            .map(|(name, task)| async move { (name, task.await) })
+            .collect();
+        let mut first_error: Option<EngineError> = None;
+        while let Some((task_name, outcome)) = running.next().await {
+            let outcome = match outcome {
+                Ok(r) => r,
+                Err(e) if e.is_cancelled() => Err(EngineError::Cancelled),
+                Err(e) => Err(EngineError::TaskPanicked {
+                    task: task_name,
+                    message: e.to_string(),
+                }),
+            };
+            if let Err(e) = outcome {
+                if !e.is_secondary() && first_error.as_ref().is_none_or(|p| p.is_secondary()) {
+                    aborts.iter().for_each(|a| a.abort());
+                }
+                let replace = match &first_error {
+                    None => true,
+                    Some(prev) => prev.is_secondary() && !e.is_secondary(),
+                };
+                if replace {
+                    first_error = Some(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(JobResult {
+                name: self.name,
+                rows: self.metrics.summary(),
+                metrics: self.metrics,
+            }),
+        }
+    }
+}
+
+/// Starts a job on the current tokio runtime.
+///
+/// Every chain of the graph (see [`JobGraph::chains`]) runs as one task per
+/// parallel instance. A chain that starts with a source reads its split; any other
+/// chain has one bounded inbound channel shared by its upstream instances.
+pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> {
+    graph.validate()?;
+    let node_metrics: Vec<Arc<NodeMetrics>> = graph
+        .nodes
+        .iter()
+        .map(|_| Arc::new(NodeMetrics::default()))
+        .collect();
+    let metrics = JobMetrics {
+        nodes: graph
+            .nodes
+            .iter()
+            .map(|node| {
+                (
+                    node.name.clone(),
+                    node.role(),
+                    node_metrics[node.id].clone(),
+                )
+            })
+            .collect(),
+    };
+    let chains = graph.chains();
+    let chain_of = |node: NodeId| chains.iter().position(|c| c.contains(&node));
+
+    // One inbound channel per instance of every chain that does not start with a source.
+    let mut inboxes: Vec<Vec<Option<mpsc::Receiver<Envelope>>>> = Vec::new();
+    let mut senders: Vec<Vec<mpsc::Sender<Envelope>>> = Vec::new();
+    for chain in &chains {
+        let head = &graph.nodes[chain[0]];
+        let (txs, rxs) = if matches!(head.kind, NodeKind::Source(_)) {
+            (Vec::new(), Vec::new())
+        } else {
+            (0..head.parallelism)
+                .map(|_| {
+                    let (tx, rx) = mpsc::channel(config.channel_capacity.max(1));
+                    (tx, Some(rx))
+                })
+                .unzip()
+        };
+        senders.push(txs);
+        inboxes.push(rxs);
+    }
+
+    let mut tasks = Vec::new();
+    for (c, chain) in chains.iter().enumerate() {
+        let head = &graph.nodes[chain[0]];
+        let tail = chain[chain.len() - 1];
+        // Inputs of the head node, in edge order, and how many senders each has.
+        let inputs: Vec<&Edge> = graph.edges.iter().filter(|e| e.to == head.id).collect();
+        let senders_per_input: Vec<usize> = inputs
+            .iter()
+            .map(|e| match e.partitioning {
+                Partitioning::Forward => 1,
+                _ => graph.nodes[e.from].parallelism,
+            })
+            .collect();
+        for instance in 0..head.parallelism {
+            let split = Split {
+                index: instance,
+                count: head.parallelism,
+            };
+            let mut outputs = Vec::new();
+            for (edge_input, edge) in graph.edges.iter().filter(|e| e.from == tail).map(|e| {
+                let position = graph
+                    .edges
+                    .iter()
+                    .filter(|x| x.to == e.to)
+                    .position(|x| std::ptr::eq(x, e))
+                    .unwrap_or(0);
+                (position, e)
+            }) {
+                let target_chain = chain_of(edge.to).ok_or_else(|| {
+                    EngineError::InvalidGraph(format!("node {} is in no chain", edge.to))
+                })?;
+                let downstream = &senders[target_chain];
+                let (routing, targets, sender) = match &edge.partitioning {
+                    Partitioning::Forward => {
+                        let target = downstream.get(instance).ok_or_else(|| {
+                            EngineError::InvalidGraph(format!(
+                                "forward edge {} -> {} joins different parallelisms",
+                                edge.from, edge.to
+                            ))
+                        })?;
+                        (Routing::Forward, vec![target.clone()], 0)
+                    }
+                    Partitioning::Hash(keys) => {
+                        let schema = graph.output_schema(tail)?;
+                        let keys = keys
+                            .iter()
+                            .map(|k| schema.index_of(k).map_err(EngineError::from))
+                            .collect::<Result<Vec<_>>>()?;
+                        (Routing::Hash(keys), downstream.clone(), instance)
+                    }
+                    Partitioning::Broadcast => (Routing::Broadcast, downstream.clone(), instance),
+                };
+                outputs.push(OutputEdge {
+                    routing,
+                    targets,
+                    input: edge_input,
+                    sender,
+                });
+            }
+            let task_name = format!("{} #{instance}", head.name);
+            let handle = match &head.kind {
+                NodeKind::Source(factory) => {
+                    let source = factory.create(split)?;
+                    let chain = build_chain(graph, &chain[1..], &node_metrics)?;
+                    let ctx = SourceContext {
+                        metrics: node_metrics[head.id].clone(),
+                        batch_size: config.batch_size.max(1),
+                    };
+                    let fut = run_source_task(source, chain, ctx, outputs, head.name.clone());
+                    tokio::spawn(catch_panics(task_name.clone(), fut))
+                }
+                NodeKind::Operator(_) => {
+                    let inbox = take_inbox(&mut inboxes[c], instance)?;
+                    let chain = build_chain(graph, chain, &node_metrics)?;
+                    let fut = run_operator_task(inbox, senders_per_input.clone(), chain, outputs);
+                    tokio::spawn(catch_panics(task_name.clone(), fut))
+                }
+                NodeKind::Sink(factory) => {
+                    let inbox = take_inbox(&mut inboxes[c], instance)?;
+                    let sink = factory.create(split)?;
+                    let fut = run_sink_task(
+                        inbox,
+                        senders_per_input.clone(),
+                        sink,
+                        node_metrics[head.id].clone(),
+                        head.name.clone(),
+                    );
+                    tokio::spawn(catch_panics(task_name.clone(), fut))
+                }
+            };
+            tasks.push((task_name, handle));
+        }
+    }
+    // Only tasks hold senders now: a channel closes when its upstream tasks stop.
+    drop(senders);
+    Ok(JobHandle {
+        name: graph.name.clone(),
+        metrics,
+        tasks,
+    })
+}
+
+fn take_inbox(
+    inboxes: &mut [Option<mpsc::Receiver<Envelope>>],
+    instance: usize,
+) -> Result<mpsc::Receiver<Envelope>> {
+    inboxes
+        .get_mut(instance)
+        .and_then(Option::take)
+        .ok_or_else(|| EngineError::InvalidGraph(format!("no inbox for instance {instance}")))
+}
+
+fn build_chain(graph: &JobGraph, ids: &[NodeId], metrics: &[Arc<NodeMetrics>]) -> Result<Chain> {
+    let operators = ids
+        .iter()
+        .map(|&id| {
+            let node = &graph.nodes[id];
+            let NodeKind::Operator(factory) = &node.kind else {
+                return Err(EngineError::InvalidGraph(format!(
+                    "{} cannot be chained after another node",
+                    node.name
+                )));
+            };
+            Ok((factory.create()?, metrics[id].clone(), node.name.clone()))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Chain { operators })
+}
+
+async fn catch_panics(
+    task: String,
+    fut: impl std::future::Future<Output = Result<()>> + Send,
+) -> Result<()> {
+    match std::panic::AssertUnwindSafe(fut).catch_unwind().await {
+        Ok(r) => r,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic payload".to_string());
+            Err(EngineError::TaskPanicked { task, message })
+        }
+    }
+}
