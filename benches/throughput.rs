@@ -55,7 +55,21 @@ async fn streaming(
     ddl: &str,
     sql: &str,
 ) -> (f64, u64) {
+    let (seconds, result) = streaming_job(schema, batches, ddl, sql, 1).await;
+    (seconds, result.rows.written)
+}
+
+async fn streaming_job(
+    schema: &datafusion::arrow::datatypes::SchemaRef,
+    batches: &[RecordBatch],
+    ddl: &str,
+    sql: &str,
+    parallelism: usize,
+) -> (f64, watershed::engine::runtime::JobResult) {
     let ctx = StreamContext::new();
+    ctx.sql(&format!("SET 'parallelism.default' = '{parallelism}'"))
+        .await
+        .expect("set parallelism");
     ctx.register_batches(
         "payments",
         schema.clone(),
@@ -67,7 +81,26 @@ async fn streaming(
     let frame = ctx.sql(sql).await.expect("plan");
     let started = Instant::now();
     let result = frame.run().await.expect("run");
-    (started.elapsed().as_secs_f64(), result.rows.written)
+    (started.elapsed().as_secs_f64(), result)
+}
+
+/// Peak state bytes per live key-window of the job's aggregate.
+fn bytes_per_key_window(result: &watershed::engine::runtime::JobResult) -> (u64, u64) {
+    result
+        .metrics
+        .nodes
+        .iter()
+        .map(|(_, _, m)| {
+            let bytes = m
+                .peak_state_bytes
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let groups = m
+                .peak_state_groups
+                .load(std::sync::atomic::Ordering::Relaxed);
+            (bytes, groups)
+        })
+        .max()
+        .unwrap_or((0, 0))
 }
 
 async fn batch(
@@ -109,13 +142,14 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let (schema, batches) = generate(rows);
+    let sink_ddl =
+        "CREATE TABLE sink (ws TIMESTAMP(3), we TIMESTAMP(3), card_id BIGINT, n BIGINT, \
+                    total DECIMAL(38, 2), mx DECIMAL(18, 2)) WITH ('connector' = 'blackhole');
+                    CREATE TABLE filtered (txn_id BIGINT, card_id BIGINT, amount DECIMAL(18, 2)) \
+                    WITH ('connector' = 'blackhole')";
     runtime.block_on(async {
-        let (schema, batches) = generate(rows);
         println!("payments: {rows} rows, 50k cards, one core (current-thread runtime)\n");
-        let sink_ddl = "CREATE TABLE sink (ws TIMESTAMP(3), we TIMESTAMP(3), card_id BIGINT, n BIGINT, \
-                        total DECIMAL(38, 2), mx DECIMAL(18, 2)) WITH ('connector' = 'blackhole');
-                        CREATE TABLE filtered (txn_id BIGINT, card_id BIGINT, amount DECIMAL(18, 2)) \
-                        WITH ('connector' = 'blackhole')";
         for round in 0..2 {
             let label = if round == 0 { " (warm-up)" } else { "" };
             let (s, out) = streaming(&schema, &batches, sink_ddl, TUMBLE_SQL).await;
@@ -129,6 +163,41 @@ fn main() {
             let (s, out) = batch(&schema, &batches, FILTER_BATCH_SQL).await;
             report(&format!("DataFusion batch filter + projection{label}"), rows, s, out as u64);
             println!();
+        }
+        let (_, result) = streaming_job(&schema, &batches, sink_ddl, TUMBLE_SQL, 1).await;
+        let (bytes, groups) = bytes_per_key_window(&result);
+        println!(
+            "TUMBLE state at its peak: {bytes} bytes for {groups} key-windows = {} bytes per key-window \
+             (COUNT, SUM, MAX)",
+            bytes / groups.max(1)
+        );
+    });
+
+    // Parallel keyed aggregation: two worker threads, parallelism 1 vs 2.
+    let parallel = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    parallel.block_on(async {
+        println!("\nkeyed TUMBLE aggregate on a 2-worker runtime (hash exchange on card_id):");
+        for round in 0..2 {
+            let mut rates = Vec::new();
+            for parallelism in [1, 2] {
+                let (s, result) =
+                    streaming_job(&schema, &batches, sink_ddl, TUMBLE_SQL, parallelism).await;
+                rates.push(rows as f64 / s);
+                let label = if round == 0 { " (warm-up)" } else { "" };
+                report(
+                    &format!("parallelism {parallelism}{label}"),
+                    rows,
+                    s,
+                    result.rows.written,
+                );
+            }
+            if round == 1 {
+                println!("speed-up with parallelism 2: {:.2}x", rates[1] / rates[0]);
+            }
         }
     });
 }

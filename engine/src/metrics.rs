@@ -28,6 +28,10 @@ pub struct NodeMetrics {
     pub rows_aggregated: AtomicU64,
     /// The last watermark the node saw.
     pub watermark: AtomicI64,
+    /// Bytes of operator state at its largest so far (keys and accumulators).
+    pub peak_state_bytes: AtomicU64,
+    /// Groups (key-windows) held when the state was at its largest.
+    pub peak_state_groups: AtomicU64,
 }
 
 impl Default for NodeMetrics {
@@ -40,6 +44,8 @@ impl Default for NodeMetrics {
             rows_rejected: AtomicU64::new(0),
             rows_aggregated: AtomicU64::new(0),
             watermark: AtomicI64::new(MIN_WATERMARK),
+            peak_state_bytes: AtomicU64::new(0),
+            peak_state_groups: AtomicU64::new(0),
         }
     }
 }
@@ -53,6 +59,18 @@ impl NodeMetrics {
     /// Records the latest watermark.
     pub fn set_watermark(&self, wm: Timestamp) {
         self.watermark.fetch_max(wm, Ordering::Relaxed);
+    }
+
+    /// Records the size of an operator's state; keeps the largest.
+    pub fn record_state(&self, bytes: usize, groups: usize) {
+        if self
+            .peak_state_bytes
+            .fetch_max(bytes as u64, Ordering::Relaxed)
+            < bytes as u64
+        {
+            self.peak_state_groups
+                .store(groups as u64, Ordering::Relaxed);
+        }
     }
 
     /// A consistent-enough copy of the counters.

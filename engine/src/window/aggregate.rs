@@ -162,7 +162,10 @@ impl Operator for WindowAggregateOperator {
         NodeMetrics::add(&out.metrics().rows_aggregated, input.num_rows());
 
         if lo == hi {
-            return self.update_window(hi, &input);
+            self.update_window(hi, &input)?;
+            out.metrics()
+                .record_state(self.state_size(), self.num_groups());
+            return Ok(());
         }
         // Rows of several windows: split by window end (few distinct values per batch).
         let mut distinct: Vec<Timestamp> = Vec::new();
@@ -176,6 +179,8 @@ impl Operator for WindowAggregateOperator {
             let mask = eq(&ends, &Scalar::new(key.into_inner()))?;
             self.update_window(end, &input.filter(&mask)?)?;
         }
+        out.metrics()
+            .record_state(self.state_size(), self.num_groups());
         Ok(())
     }
 

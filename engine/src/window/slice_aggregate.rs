@@ -246,7 +246,10 @@ impl Operator for SlicedWindowAggregateOperator {
             ends = filter(&ends, &keep)?.as_primitive::<Int64Type>().clone();
         }
         NodeMetrics::add(&out.metrics().rows_aggregated, input.num_rows());
-        self.update_slices(&ends, &input)
+        self.update_slices(&ends, &input)?;
+        out.metrics()
+            .record_state(self.state_size(), self.num_groups());
+        Ok(())
     }
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<'_>) -> Result<()> {
