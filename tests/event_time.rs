@@ -80,6 +80,8 @@ async fn late_rows_are_dropped_and_counted_exactly() {
     assert_eq!(rows.read, 30_000);
     assert_eq!(rows.aggregated, 30_000 - late);
     assert!(rows.adds_up(), "{rows:?}");
+    // The end of the bounded input advanced event time to the end of time.
+    assert_eq!(rows.watermark, i64::MAX, "{rows:?}");
 }
 
 #[tokio::test]

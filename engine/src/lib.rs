@@ -12,6 +12,7 @@
 //! - [`metrics`]: per-node row accounting, so every input row is visibly accounted for.
 
 pub mod aggregate;
+pub mod changelog;
 pub mod connector;
 pub mod error;
 pub mod filter;
@@ -25,6 +26,7 @@ pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod time;
+pub mod updating_aggregate;
 pub mod watermark;
 pub mod window;
 

@@ -148,7 +148,8 @@ pub struct RowSummary {
     pub written: u64,
     /// Result rows dropped by filters after an aggregate (`HAVING`).
     pub results_filtered: u64,
-    /// The lowest watermark among the nodes (the job's event-time progress).
+    /// The lowest watermark among the operators and sinks (the job's event-time
+    /// progress).
     pub watermark: Timestamp,
 }
 
@@ -201,7 +202,8 @@ impl JobMetrics {
                     s.written += c.rows_in;
                 }
             }
-            if *role != NodeRole::Sink {
+            // Sources see no watermarks; every other node does.
+            if *role != NodeRole::Source {
                 s.watermark = s.watermark.min(c.watermark);
             }
         }

@@ -10,6 +10,7 @@ pub mod session;
 pub mod slice_aggregate;
 pub mod slice_store;
 pub mod slicing;
+pub mod top_n;
 pub mod tumble;
 
 pub use aggregate::WindowAggregate;
