@@ -282,3 +282,22 @@ async fn session_windows_match_batch() {
     );
     assert_same_rows("session 30 s", &streaming, &batch);
 }
+
+#[tokio::test]
+async fn window_top_n_matches_batch() {
+    // The 10 merchants with the most payments per 5 minutes (ties broken by id,
+    // so the ranking is a total order in both engines).
+    check(
+        "window top-n",
+        "SELECT * FROM ( \
+           SELECT window_start, window_end, merchant_id, n, \
+                  ROW_NUMBER() OVER (PARTITION BY window_start, window_end \
+                                     ORDER BY n DESC, merchant_id ASC) AS rownum \
+           FROM (SELECT window_start, window_end, merchant_id, COUNT(*) AS n FROM {from} \
+                 WHERE status <> 'TIMEOUT' GROUP BY window_start, window_end, merchant_id) AS agg \
+         ) AS ranked WHERE rownum <= 10",
+        "'5' MINUTES",
+        300_000,
+    )
+    .await;
+}

@@ -183,3 +183,15 @@ async fn parallel_keyed_aggregate() {
         .expect("plan text");
     insta::assert_snapshot!("parallel_keyed_aggregate", text);
 }
+
+plan_snapshot!(
+    top_merchants_per_window,
+    "SELECT * FROM (
+       SELECT window_start, window_end, merchant_id, declines,
+              ROW_NUMBER() OVER (PARTITION BY window_start, window_end ORDER BY declines DESC) AS rownum
+       FROM (SELECT window_start, window_end, merchant_id, COUNT(*) AS declines
+             FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '5' MINUTES))
+             WHERE status = 'DECLINED'
+             GROUP BY window_start, window_end, merchant_id)
+     ) WHERE rownum <= 10"
+);

@@ -37,6 +37,7 @@ use watershed_engine::project::ProjectOperator;
 use watershed_engine::sink::SinkFactory;
 use watershed_engine::watermark::{WatermarkAssigner, WatermarkStrategy};
 use watershed_engine::window::session::SessionWindowAggregate;
+use watershed_engine::window::top_n::WindowTopN;
 use watershed_engine::window::{
     SlicedWindowAggregate, TumbleAssigner, WINDOW_COLUMNS, WindowAggregate, WindowOutput,
     WindowOutputColumn,
@@ -310,7 +311,19 @@ impl<'a> Planner<'a> {
                 )
             }
             LogicalPlan::Filter(filter) => {
-                let input = self.translate(&filter.input, graph)?;
+                // `WHERE rownum <= N` over ROW_NUMBER(): the ranking keeps N rows per
+                // partition itself; the filter stays as a cheap safeguard.
+                let input = match filter.input.as_ref() {
+                    LogicalPlan::Window(window) => {
+                        match row_number_limit(&filter.predicate, window) {
+                            Some(limit) => {
+                                self.translate_window_ranking(window, Some(limit), graph)?
+                            }
+                            None => self.translate(&filter.input, graph)?,
+                        }
+                    }
+                    _ => self.translate(&filter.input, graph)?,
+                };
                 refuse_slice_expression(&filter.predicate, filter.input.schema(), &input.origins)?;
                 let predicate = self
                     .state()
@@ -487,6 +500,7 @@ impl<'a> Planner<'a> {
                 })
             }
             LogicalPlan::Join(join) => self.translate_join(join, graph),
+            LogicalPlan::Window(window) => self.translate_window_ranking(window, None, graph),
             LogicalPlan::SubqueryAlias(alias) => self.translate(&alias.input, graph),
             other => Err(unsupported(unsupported_node(other))),
         }
@@ -577,6 +591,99 @@ impl<'a> Planner<'a> {
         );
         let mut origins = left.origins;
         origins.extend(right.origins);
+        Ok(Planned { node, origins })
+    }
+
+    /// `ROW_NUMBER() OVER (PARTITION BY window_start, window_end, ... ORDER BY ...)`
+    /// over windowed rows: each window's rows are numbered once it fires (Flink's
+    /// Window Top-N; the `WHERE rownum <= N` above becomes an ordinary filter).
+    fn translate_window_ranking(
+        &self,
+        window: &datafusion::logical_expr::Window,
+        limit: Option<usize>,
+        graph: &mut JobGraph,
+    ) -> Result<Planned> {
+        let input = self.translate(&window.input, graph)?;
+        let input_schema = window.input.schema();
+        let [Expr::WindowFunction(function)] = window.window_expr.as_slice() else {
+            return Err(unsupported(
+                "OVER windows other than a single ROW_NUMBER() for Window Top-N",
+            ));
+        };
+        if !function.fun.name().eq_ignore_ascii_case("row_number") {
+            return Err(unsupported(format!(
+                "{} OVER (...); only ROW_NUMBER() (Window Top-N) is supported",
+                function.fun.name()
+            )));
+        }
+        let column_of = |expr: &Expr| match unalias(expr) {
+            Expr::Column(c) => input_schema.index_of_column(c).ok(),
+            _ => None,
+        };
+        let mut window_end = None;
+        let mut has_start = false;
+        let mut partition_columns = Vec::new();
+        for expr in &function.params.partition_by {
+            let index = column_of(expr)
+                .ok_or_else(|| unsupported("PARTITION BY expressions in ROW_NUMBER() OVER"))?;
+            match input.origins.get(index) {
+                Some(Origin::Window {
+                    column: 0,
+                    deferred: None,
+                    ..
+                }) => has_start = true,
+                Some(Origin::Window {
+                    column: 1,
+                    deferred: None,
+                    ..
+                }) => window_end = Some(index),
+                _ => partition_columns.push(index),
+            }
+        }
+        let (Some(window_end), true) = (window_end, has_start) else {
+            return Err(unsupported(
+                "ROW_NUMBER() OVER without PARTITION BY window_start, window_end of a window \
+                 (an unbounded Top-N); rank the rows of a window TVF or window aggregate",
+            ));
+        };
+        let order_by = function
+            .params
+            .order_by
+            .iter()
+            .map(|sort| {
+                let index = column_of(&sort.expr)
+                    .ok_or_else(|| unsupported("ORDER BY expressions in ROW_NUMBER() OVER"))?;
+                Ok((
+                    index,
+                    datafusion::arrow::compute::SortOptions {
+                        descending: !sort.asc,
+                        nulls_first: sort.nulls_first,
+                    },
+                ))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let row_number = window
+            .schema
+            .fields()
+            .last()
+            .map(|f| f.name().clone())
+            .ok_or_else(|| SqlError::Plan("ROW_NUMBER() has no output column".into()))?;
+        let op = WindowTopN::new(
+            arrow_schema(input_schema),
+            window_end,
+            partition_columns.clone(),
+            order_by,
+            limit.unwrap_or(usize::MAX),
+            Some(row_number),
+        )?;
+        let keys = partition_columns
+            .iter()
+            .map(|&i| input_schema.field(i).name().clone())
+            .collect();
+        let node =
+            graph.add_operator_with_inputs(Arc::new(op), &[(input.node, self.key_exchange(keys))]);
+        let mut origins = input.origins;
+        origins.push(Origin::Other);
         Ok(Planned { node, origins })
     }
 
@@ -751,6 +858,36 @@ fn bounded_out_of_orderness(expr: &SqlExpr, column: &str) -> Option<i64> {
     }
 }
 
+/// `N` of `rownum <= N` (or `rownum < N + 1`) over the row number of `window`.
+fn row_number_limit(predicate: &Expr, window: &datafusion::logical_expr::Window) -> Option<usize> {
+    let row_number = window.schema.columns().pop()?;
+    let Expr::BinaryExpr(datafusion::logical_expr::BinaryExpr { left, op, right }) = predicate
+    else {
+        return None;
+    };
+    let Expr::Column(column) = unalias(left) else {
+        return None;
+    };
+    if column.name != row_number.name {
+        return None;
+    }
+    let Expr::Literal(value, _) = unalias(right) else {
+        return None;
+    };
+    let n = match value {
+        datafusion::common::ScalarValue::UInt64(Some(n)) => *n as i128,
+        datafusion::common::ScalarValue::Int64(Some(n)) => *n as i128,
+        datafusion::common::ScalarValue::Int32(Some(n)) => *n as i128,
+        _ => return None,
+    };
+    let limit = match op {
+        datafusion::logical_expr::Operator::LtEq => n,
+        datafusion::logical_expr::Operator::Lt => n - 1,
+        _ => return None,
+    };
+    usize::try_from(limit.max(0)).ok()
+}
+
 /// Refuses an expression that computes with the window columns of HOP or
 /// CUMULATE before aggregation: there they hold slice bounds, not windows.
 fn refuse_slice_expression(expr: &Expr, schema: &DFSchemaRef, origins: &[Origin]) -> Result<()> {
@@ -794,7 +931,6 @@ fn unsupported_node(plan: &LogicalPlan) -> String {
         LogicalPlan::Join(_) => "this join".into(),
         LogicalPlan::Sort(_) => "ORDER BY on a streaming query".into(),
         LogicalPlan::Limit(_) => "LIMIT on a streaming query".into(),
-        LogicalPlan::Window(_) => "OVER windows (ROW_NUMBER Top-N comes in a later version)".into(),
         LogicalPlan::Union(_) => "UNION".into(),
         LogicalPlan::Distinct(_) => "SELECT DISTINCT".into(),
         LogicalPlan::EmptyRelation(_) | LogicalPlan::Values(_) => {

@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, Int64Array, UInt32Array};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array, UInt64Array};
 use datafusion::arrow::compute::kernels::partition::partition;
 use datafusion::arrow::compute::{
     SortColumn, SortOptions, cast, concat_batches, filter_record_batch, lexsort_to_indices, max,
@@ -53,7 +53,7 @@ impl WindowTopN {
     /// end. The partition is always the window (`window_start`, found by name, and
     /// `window_end`) plus `partition_columns` (may be empty). Rows are ranked by
     /// `order_by`, and the first `limit` of each partition are kept. With
-    /// `row_number` set to a name, an Int64 column of that name with the rank
+    /// `row_number` set to a name, a UInt64 column of that name with the rank (DataFusion's ROW_NUMBER type)
     /// (1-based) is appended.
     pub fn new(
         schema: SchemaRef,
@@ -100,7 +100,7 @@ impl WindowTopN {
                     "window Top-N: row number column '{name}' already exists in the input"
                 )));
             }
-            fields.push(Arc::new(Field::new(name, DataType::Int64, false)));
+            fields.push(Arc::new(Field::new(name, DataType::UInt64, false)));
         }
         let output_schema = Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()));
         Ok(WindowTopN {
@@ -177,7 +177,7 @@ impl TopNSpec {
             let end = range.start + range.len().min(self.limit);
             kept.extend_from_slice(&positions[range.start..end]);
             if self.row_number {
-                numbers.extend(1..=(end - range.start) as i64);
+                numbers.extend(1..=(end - range.start) as u64);
             }
         }
         let kept = UInt32Array::from(kept);
@@ -187,7 +187,7 @@ impl TopNSpec {
             .map(|c| take(c.as_ref(), &kept, None))
             .collect::<std::result::Result<Vec<ArrayRef>, _>>()?;
         if self.row_number {
-            columns.push(Arc::new(Int64Array::from(numbers)));
+            columns.push(Arc::new(UInt64Array::from(numbers)));
         }
         let batch = RecordBatch::try_new(self.output_schema.clone(), columns)?;
         Ok((batch, rows - kept_rows))
@@ -228,7 +228,11 @@ impl OperatorFactory for WindowTopN {
         let mut lines = vec![
             format!("partition by: [{partition}]"),
             format!("order by: [{order}]"),
-            format!("limit: {}", spec.limit),
+            if spec.limit == usize::MAX {
+                "limit: none (every row is numbered)".to_string()
+            } else {
+                format!("limit: {} per partition", spec.limit)
+            },
         ];
         if spec.row_number {
             let name = spec
@@ -427,8 +431,8 @@ mod tests {
                 let rn = row_number.then(|| {
                     batch
                         .column(6)
-                        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-                        .value(i)
+                        .as_primitive::<datafusion::arrow::datatypes::UInt64Type>()
+                        .value(i) as i64
                 });
                 (seq.value(i), rn)
             })
@@ -707,7 +711,7 @@ mod tests {
             vec![
                 "partition by: [window_start, window_end, k]",
                 "order by: [x DESC]",
-                "limit: 3",
+                "limit: 3 per partition",
                 "emit: once per window, when the watermark passes window_end",
             ]
         );
