@@ -189,6 +189,10 @@ fn replace_sink(graph: &mut JobGraph, sink: Arc<dyn SinkFactory>) -> Result<()> 
 pub(crate) struct ClientSink;
 
 impl SinkFactory for ClientSink {
+    fn accepts_changelog(&self) -> bool {
+        true
+    }
+
     fn explain(&self) -> Vec<String> {
         vec!["results to the client".to_string()]
     }

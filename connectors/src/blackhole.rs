@@ -26,6 +26,10 @@ impl BlackholeSinkFactory {
 }
 
 impl SinkFactory for BlackholeSinkFactory {
+    fn accepts_changelog(&self) -> bool {
+        true
+    }
+
     fn explain(&self) -> Vec<String> {
         vec![format!("{CONNECTOR}={IDENTIFIER}")]
     }

@@ -79,6 +79,10 @@ impl PrintSinkFactory {
 }
 
 impl SinkFactory for PrintSinkFactory {
+    fn accepts_changelog(&self) -> bool {
+        true
+    }
+
     fn explain(&self) -> Vec<String> {
         self.explain.clone()
     }
@@ -115,8 +119,16 @@ pub fn format_rows(
     identifier: Option<&str>,
     out: &mut String,
 ) -> Result<(), EngineError> {
-    let columns = batch
-        .columns()
+    // A changelog's row kinds become the `+I`/`-U`/`+U`/`-D` prefix, as in Flink.
+    let kinds = match watershed_engine::changelog::row_kind_column(batch.schema_ref()) {
+        Some(_) => Some(watershed_engine::changelog::row_kinds(batch)?),
+        None => None,
+    };
+    let data_columns = match kinds {
+        Some(_) => &batch.columns()[..batch.num_columns() - 1],
+        None => batch.columns(),
+    };
+    let columns = data_columns
         .iter()
         .map(|c| ColumnText::new(c.as_ref(), TimestampStandard::Sql))
         .collect::<Result<Vec<_>, _>>()?;
@@ -125,7 +137,9 @@ pub fn format_rows(
         if let Some(id) = identifier {
             let _ = write!(out, "{id}> ");
         }
-        out.push_str("+I[");
+        let kind = kinds.as_ref().map_or("+I", |k| k[row].short_string());
+        out.push_str(kind);
+        out.push('[');
         for (i, column) in columns.iter().enumerate() {
             if i > 0 {
                 out.push_str(", ");

@@ -27,6 +27,13 @@ pub trait SinkFactory: Send + Sync {
     /// Lines describing the sink for EXPLAIN; deterministic text only.
     fn explain(&self) -> Vec<String>;
 
+    /// True when the sink takes a changelog (`+I`/`-U`/`+U`/`-D` rows with a
+    /// `__row_kind` column, from updating queries). Append-only sinks say no, and
+    /// the planner refuses updating queries into them.
+    fn accepts_changelog(&self) -> bool {
+        false
+    }
+
     /// Opens the writer of one parallel instance (instances must not overwrite
     /// each other's output, e.g. part files carry the instance index).
     fn create(&self, split: crate::source::Split) -> Result<Box<dyn Sink>>;

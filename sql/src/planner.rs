@@ -28,6 +28,7 @@ use datafusion::sql::sqlparser::ast::{
     BinaryOperator, Expr as SqlExpr, ExprWithAlias, Query, Statement as SqlStatement,
 };
 use watershed_engine::aggregate::{AggregateCall, AggregateSpec};
+use watershed_engine::changelog::{ROW_KIND_COLUMN, schema_with_row_kind};
 use watershed_engine::connector::ConnectorRegistry;
 use watershed_engine::filter::FilterOperator;
 use watershed_engine::graph::{JobGraph, NodeId, Partitioning};
@@ -35,6 +36,7 @@ use watershed_engine::join::{IntervalJoin, JoinInput, JoinKind};
 use watershed_engine::operator::OperatorFactory;
 use watershed_engine::project::ProjectOperator;
 use watershed_engine::sink::SinkFactory;
+use watershed_engine::updating_aggregate::UpdatingAggregate;
 use watershed_engine::watermark::{WatermarkAssigner, WatermarkStrategy};
 use watershed_engine::window::session::SessionWindowAggregate;
 use watershed_engine::window::top_n::WindowTopN;
@@ -76,6 +78,9 @@ enum Origin {
 struct Planned {
     node: NodeId,
     origins: Vec<Origin>,
+    /// The stream is a changelog: its batches carry a trailing `__row_kind` column
+    /// that the logical plan does not know about.
+    changelog: bool,
 }
 
 /// Plans statements of one session against its catalog.
@@ -86,6 +91,9 @@ pub struct Planner<'a> {
     tvf_counter: usize,
     parallelism: usize,
 }
+
+/// The `SET` key of the idle state retention of updating aggregates, as in Flink.
+pub const STATE_TTL_KEY: &str = "table.exec.state.ttl";
 
 /// The `SET` key of the default parallelism, as in Flink.
 pub const PARALLELISM_KEY: &str = "parallelism.default";
@@ -283,6 +291,14 @@ impl<'a> Planner<'a> {
                  window_start, window_end"
             )));
         }
+        if planned.changelog && !sink.accepts_changelog() {
+            return Err(SqlError::Plan(format!(
+                "'{sink_name}' is an append-only sink, but the query produces updates \
+                 (a GROUP BY without window_start, window_end changes earlier results); \
+                 write it to a sink that takes a changelog (print, blackhole, or the API), \
+                 or aggregate over a window TVF"
+            )));
+        }
         graph.add_sink(sink_name, sink, planned.node);
         graph.set_parallelism(self.parallelism);
         Ok(graph)
@@ -328,10 +344,15 @@ impl<'a> Planner<'a> {
                 let predicate = self
                     .state()
                     .create_physical_expr(filter.predicate.clone(), filter.input.schema())?;
-                let op = FilterOperator::new(predicate, arrow_schema(filter.input.schema()));
+                let mut schema = arrow_schema(filter.input.schema());
+                if input.changelog {
+                    schema = schema_with_row_kind(&schema);
+                }
+                let op = FilterOperator::new(predicate, schema);
                 Ok(Planned {
                     node: graph.add_operator(Arc::new(op), input.node),
                     origins: input.origins,
+                    changelog: input.changelog,
                 })
             }
             LogicalPlan::Projection(projection) => {
@@ -356,10 +377,22 @@ impl<'a> Planner<'a> {
                         .create_physical_expr(unalias(expr).clone(), input_schema)?;
                     exprs.push((physical, field.name().clone()));
                 }
-                let op = ProjectOperator::new(exprs, arrow_schema(&projection.schema));
+                let mut schema = arrow_schema(&projection.schema);
+                if input.changelog {
+                    // Carry the row kinds along, still as the last column.
+                    let row_kind: Arc<dyn datafusion::physical_expr::PhysicalExpr> =
+                        Arc::new(datafusion::physical_expr::expressions::Column::new(
+                            ROW_KIND_COLUMN,
+                            input_schema.fields().len(),
+                        ));
+                    exprs.push((row_kind, ROW_KIND_COLUMN.to_string()));
+                    schema = schema_with_row_kind(&schema);
+                }
+                let op = ProjectOperator::new(exprs, schema);
                 Ok(Planned {
                     node: graph.add_operator(Arc::new(op), input.node),
                     origins,
+                    changelog: input.changelog,
                 })
             }
             LogicalPlan::Aggregate(aggregate) => {
@@ -408,12 +441,22 @@ impl<'a> Planner<'a> {
                         .iter()
                         .position(|o| matches!(o, Origin::Window { column: c, .. } if *c == column))
                 };
-                let (Some(start), Some(end)) = (window_key(0), window_key(1)) else {
+                if input.changelog {
                     return Err(unsupported(
-                        "GROUP BY without window_start and window_end of a window TVF \
-                         (an updating, non-windowed aggregate); group by the window columns \
-                         of TABLE(TUMBLE(...))",
+                        "aggregating the updates of an updating query (a GROUP BY over a \
+                         non-windowed GROUP BY)",
                     ));
+                }
+                let (Some(start), Some(end)) = (window_key(0), window_key(1)) else {
+                    // No window: an updating aggregate whose results change with
+                    // every row, emitted as a changelog.
+                    return self.translate_updating_aggregate(
+                        aggregate,
+                        input,
+                        group_exprs,
+                        hash_keys,
+                        graph,
+                    );
                 };
                 let (window, deferred) = match &origins[end] {
                     Origin::Window {
@@ -421,26 +464,7 @@ impl<'a> Planner<'a> {
                     } => (window.clone(), *deferred),
                     Origin::Other | Origin::Rowtime => (String::new(), None),
                 };
-                let mut calls = Vec::new();
-                for expr in &aggregate.aggr_expr {
-                    let state = self.state();
-                    let planning = PhysicalPlanningContext::default();
-                    let lowered = LoweredAggregateBuilder::new(
-                        expr,
-                        input_schema,
-                        &input_arrow,
-                        state.execution_props(),
-                        &planning,
-                    )
-                    .build()?;
-                    if !lowered.order_bys.is_empty() {
-                        return Err(unsupported("ORDER BY inside an aggregate function"));
-                    }
-                    calls.push(AggregateCall {
-                        function: lowered.aggregate,
-                        filter: lowered.filter,
-                    });
-                }
+                let calls = self.aggregate_calls(aggregate)?;
                 let output_schema = arrow_schema(&aggregate.schema);
                 let op: Arc<dyn OperatorFactory> = match deferred {
                     None => {
@@ -497,6 +521,7 @@ impl<'a> Planner<'a> {
                         &[(input.node, self.key_exchange(hash_keys))],
                     ),
                     origins,
+                    changelog: false,
                 })
             }
             LogicalPlan::Join(join) => self.translate_join(join, graph),
@@ -504,6 +529,75 @@ impl<'a> Planner<'a> {
             LogicalPlan::SubqueryAlias(alias) => self.translate(&alias.input, graph),
             other => Err(unsupported(unsupported_node(other))),
         }
+    }
+
+    /// DataFusion's aggregate functions (with their FILTER clauses) for the
+    /// aggregate expressions of `aggregate`.
+    fn aggregate_calls(
+        &self,
+        aggregate: &datafusion::logical_expr::Aggregate,
+    ) -> Result<Vec<AggregateCall>> {
+        let input_schema = aggregate.input.schema();
+        let input_arrow = arrow_schema(input_schema);
+        let state = self.state();
+        let planning = PhysicalPlanningContext::default();
+        let mut calls = Vec::new();
+        for expr in &aggregate.aggr_expr {
+            let lowered = LoweredAggregateBuilder::new(
+                expr,
+                input_schema,
+                &input_arrow,
+                state.execution_props(),
+                &planning,
+            )
+            .build()?;
+            if !lowered.order_bys.is_empty() {
+                return Err(unsupported("ORDER BY inside an aggregate function"));
+            }
+            calls.push(AggregateCall {
+                function: lowered.aggregate,
+                filter: lowered.filter,
+            });
+        }
+        Ok(calls)
+    }
+
+    /// `GROUP BY` without window columns: results change with every row and go out
+    /// as a changelog (`+I`, then `-U`/`+U` pairs), as Flink's are.
+    fn translate_updating_aggregate(
+        &self,
+        aggregate: &datafusion::logical_expr::Aggregate,
+        input: Planned,
+        group_exprs: Vec<(Arc<dyn datafusion::physical_expr::PhysicalExpr>, String)>,
+        hash_keys: Vec<String>,
+        graph: &mut JobGraph,
+    ) -> Result<Planned> {
+        let input_schema = aggregate.input.schema();
+        let input_arrow = arrow_schema(input_schema);
+        let calls = self.aggregate_calls(aggregate)?;
+        let spec = AggregateSpec::new(
+            group_exprs,
+            calls,
+            &input_arrow,
+            arrow_schema(&aggregate.schema),
+        )?;
+        let ttl_ms = match self.catalog.setting(STATE_TTL_KEY) {
+            Some(text) => Some(parse_duration_ms(text).ok_or_else(|| {
+                SqlError::Plan(format!(
+                    "SET '{STATE_TTL_KEY}' = '{text}': expected a duration like '1 h' or '30 min'"
+                ))
+            })?)
+            .filter(|ms| *ms > 0),
+            None => None,
+        };
+        let op = UpdatingAggregate::new(spec, &input_arrow, ttl_ms)?;
+        let node = graph
+            .add_operator_with_inputs(Arc::new(op), &[(input.node, self.key_exchange(hash_keys))]);
+        Ok(Planned {
+            node,
+            origins: vec![Origin::Other; aggregate.schema.fields().len()],
+            changelog: true,
+        })
     }
 
     /// An event-time interval join. Regular (unbounded) joins are refused: they
@@ -523,6 +617,9 @@ impl<'a> Planner<'a> {
         };
         let left = self.translate(&join.left, graph)?;
         let right = self.translate(&join.right, graph)?;
+        if left.changelog || right.changelog {
+            return Err(unsupported("joining the results of an updating query"));
+        }
         let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
         let is_time = |is_right: bool, index: usize| {
             let origins = if is_right {
@@ -591,7 +688,11 @@ impl<'a> Planner<'a> {
         );
         let mut origins = left.origins;
         origins.extend(right.origins);
-        Ok(Planned { node, origins })
+        Ok(Planned {
+            node,
+            origins,
+            changelog: false,
+        })
     }
 
     /// `ROW_NUMBER() OVER (PARTITION BY window_start, window_end, ... ORDER BY ...)`
@@ -604,6 +705,11 @@ impl<'a> Planner<'a> {
         graph: &mut JobGraph,
     ) -> Result<Planned> {
         let input = self.translate(&window.input, graph)?;
+        if input.changelog {
+            return Err(unsupported(
+                "ROW_NUMBER() over the results of an updating query",
+            ));
+        }
         let input_schema = window.input.schema();
         let [Expr::WindowFunction(function)] = window.window_expr.as_slice() else {
             return Err(unsupported(
@@ -684,7 +790,11 @@ impl<'a> Planner<'a> {
             graph.add_operator_with_inputs(Arc::new(op), &[(input.node, self.key_exchange(keys))]);
         let mut origins = input.origins;
         origins.push(Origin::Other);
-        Ok(Planned { node, origins })
+        Ok(Planned {
+            node,
+            origins,
+            changelog: false,
+        })
     }
 
     /// The edge in front of a keyed operator: forward when the job runs with
@@ -789,7 +899,11 @@ impl<'a> Planner<'a> {
             }
             _ => {}
         }
-        Ok(Planned { node, origins })
+        Ok(Planned {
+            node,
+            origins,
+            changelog: false,
+        })
     }
 }
 
@@ -856,6 +970,26 @@ fn bounded_out_of_orderness(expr: &SqlExpr, column: &str) -> Option<i64> {
         } if is_column(left) => interval_ms(right).ok().filter(|ms| *ms >= 0),
         _ => None,
     }
+}
+
+/// A Flink duration such as `1 h`, `30 min`, `10 s`, `500 ms` or plain
+/// milliseconds, in milliseconds.
+fn parse_duration_ms(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: i64 = number.parse().ok()?;
+    let unit_ms = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "ms" | "milli" | "millis" | "millisecond" | "milliseconds" => 1,
+        "s" | "sec" | "secs" | "second" | "seconds" => 1000,
+        "min" | "mins" | "minute" | "minutes" => 60_000,
+        "h" | "hour" | "hours" => 3_600_000,
+        "d" | "day" | "days" => 86_400_000,
+        _ => return None,
+    };
+    number.checked_mul(unit_ms)
 }
 
 /// `N` of `rownum <= N` (or `rownum < N + 1`) over the row number of `window`.

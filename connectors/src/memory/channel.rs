@@ -60,6 +60,10 @@ impl ChannelSinkFactory {
 }
 
 impl SinkFactory for ChannelSinkFactory {
+    fn accepts_changelog(&self) -> bool {
+        true
+    }
+
     fn explain(&self) -> Vec<String> {
         vec![
             format!("{CONNECTOR}={IDENTIFIER}"),

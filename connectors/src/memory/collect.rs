@@ -44,6 +44,10 @@ impl CollectSinkFactory {
 }
 
 impl SinkFactory for CollectSinkFactory {
+    fn accepts_changelog(&self) -> bool {
+        true
+    }
+
     fn explain(&self) -> Vec<String> {
         vec![
             format!("{CONNECTOR}={IDENTIFIER}"),
