@@ -159,6 +159,24 @@ impl AggregateSpec {
         })
     }
 
+    /// The group keys' output names, comma-separated, for EXPLAIN.
+    pub fn key_names(&self) -> String {
+        self.group_exprs
+            .iter()
+            .map(|(_, name)| name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The aggregate calls as DataFusion names them, comma-separated, for EXPLAIN.
+    pub fn aggregate_names(&self) -> String {
+        self.calls
+            .iter()
+            .map(|c| c.function.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// Evaluates group keys, aggregate arguments and filters over a batch.
     pub fn evaluate(&self, batch: &RecordBatch) -> Result<AggregateInput> {
         let rows = batch.num_rows();

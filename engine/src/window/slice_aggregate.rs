@@ -82,20 +82,8 @@ impl OperatorFactory for SlicedWindowAggregate {
     }
 
     fn explain(&self) -> Vec<String> {
-        let keys = self
-            .spec
-            .group_exprs
-            .iter()
-            .map(|(_, name)| name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let aggs = self
-            .spec
-            .calls
-            .iter()
-            .map(|c| c.function.name().to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
+        let keys = self.spec.key_names();
+        let aggs = self.spec.aggregate_names();
         vec![
             format!("window: {}", self.slicing),
             format!("slice: {}", format_duration_ms(self.slicing.slice_width())),
