@@ -301,3 +301,42 @@ async fn window_top_n_matches_batch() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn cascading_windows_match_batch() {
+    // Per card and minute first, then per five minutes over the first level's
+    // window_time (Flink's cascading window aggregation).
+    let (schema, batches) = payments(ROWS, 29, 0.0);
+    let ctx = stream_context(&schema, &batches);
+    ctx.sql(
+        "CREATE VIEW card_minute AS \
+         SELECT window_start AS minute_start, window_end AS minute_end, window_time AS rowtime, card_id, \
+                COUNT(*) AS n, SUM(amount) AS total \
+         FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTE)) \
+         GROUP BY window_start, window_end, window_time, card_id",
+    )
+    .await
+    .expect("view");
+    let streaming = stream_rows(
+        &ctx,
+        "SELECT window_start, window_end, COUNT(*) AS busy_cards, SUM(n) AS payments, \
+                SUM(total) AS total, MAX(total) AS largest \
+         FROM TABLE(TUMBLE(TABLE card_minute, DESCRIPTOR(rowtime), INTERVAL '5' MINUTES)) \
+         GROUP BY window_start, window_end",
+    )
+    .await;
+    let batch = batch_rows(
+        &schema,
+        &batches,
+        "WITH first AS (SELECT date_bin(INTERVAL '1 minute', event_time, TIMESTAMP '1970-01-01 00:00:00') \
+                              + INTERVAL '59999 milliseconds' AS rowtime, card_id, \
+                              COUNT(*) AS n, SUM(amount) AS total \
+                       FROM payments GROUP BY 1, card_id) \
+         SELECT date_bin(INTERVAL '5 minutes', rowtime, TIMESTAMP '1970-01-01 00:00:00') AS ws, \
+                date_bin(INTERVAL '5 minutes', rowtime, TIMESTAMP '1970-01-01 00:00:00') + INTERVAL '5 minutes' AS we, \
+                COUNT(*), SUM(n), SUM(total), MAX(total) FROM first GROUP BY 1, 2",
+    )
+    .await;
+    assert!(!batch.is_empty());
+    assert_same_rows("cascading windows", &streaming, &batch);
+}

@@ -17,3 +17,4 @@ pub mod planner;
 pub mod stream_table;
 pub mod types;
 pub mod window_tvf;
+pub mod window_udf;

@@ -51,6 +51,7 @@ use crate::interval_join::interval_bound;
 use crate::stream_table::StreamTable;
 use crate::types::arrow_to_sql_type;
 use crate::window_tvf::{DeferredWindow, WindowKind, WindowTvf, interval_ms, rewrite_window_tvfs};
+use crate::window_udf::TumbleColumn;
 
 /// Optimizer rules that do not fit streaming: rewriting `COUNT(DISTINCT x)` into
 /// two aggregations would make a windowed aggregate emit twice.
@@ -189,11 +190,86 @@ impl<'a> Planner<'a> {
     async fn logical_plan(&mut self, query: &Query) -> Result<LogicalPlan> {
         let mut query = query.clone();
         for tvf in rewrite_window_tvfs(&mut query, &mut self.tvf_counter)? {
-            self.register_window(tvf)?;
+            if self.catalog.view(&tvf.table).is_some() {
+                self.register_window_over_view(tvf).await?;
+            } else {
+                self.register_window(tvf)?;
+            }
         }
         let statement = DfStatement::Statement(Box::new(SqlStatement::Query(Box::new(query))));
         let plan = self.state().statement_to_plan(statement).await?;
         Ok(plan)
+    }
+
+    /// A TUMBLE over a view (cascading windows): the view's plan with window
+    /// columns computed from its time column.
+    async fn register_window_over_view(&mut self, tvf: WindowTvf) -> Result<()> {
+        let at = |message: String| SqlError::Unsupported {
+            feature: message,
+            line: tvf.line,
+            column: tvf.column,
+        };
+        let WindowKind::Tumble { size_ms, offset_ms } = tvf.kind else {
+            return Err(at(format!(
+                "{} over a view (only TUMBLE reads views in this version)",
+                tvf.describe()
+            )));
+        };
+        let provider = self
+            .ctx
+            .table_provider(TableReference::bare(tvf.table.as_str()))
+            .await?;
+        let plan = provider
+            .get_logical_plan()
+            .ok_or_else(|| at(format!("'{}' is not a view", tvf.table)))?
+            .into_owned();
+        if let Some(clash) = WINDOW_COLUMNS
+            .iter()
+            .find(|name| plan.schema().fields().iter().any(|f| f.name() == *name))
+        {
+            return Err(SqlError::Parse {
+                message: format!(
+                    "view '{}' already has a column named {clash}; rename it in the view \
+                     (e.g. {clash} AS first_{clash}) before applying {}",
+                    tvf.table,
+                    tvf.describe()
+                ),
+                line: tvf.line,
+                column: tvf.column,
+            });
+        }
+        let (qualifier, field) = plan
+            .schema()
+            .qualified_field_with_unqualified_name(&tvf.time_column)?;
+        if !matches!(
+            field.data_type(),
+            datafusion::arrow::datatypes::DataType::Timestamp(_, _)
+        ) {
+            return Err(at(format!(
+                "DESCRIPTOR({}) of view '{}' is not a TIMESTAMP(3) column",
+                tvf.time_column, tvf.table
+            )));
+        }
+        let time = Expr::Column(datafusion::common::Column::new(
+            qualifier.cloned(),
+            field.name(),
+        ));
+        let mut exprs: Vec<Expr> = plan
+            .schema()
+            .columns()
+            .into_iter()
+            .map(Expr::Column)
+            .collect();
+        for (column, name) in WINDOW_COLUMNS.iter().enumerate() {
+            let function = TumbleColumn::new(column, size_ms, offset_ms, tvf.describe());
+            exprs.push(function.call(time.clone()).alias(*name));
+        }
+        let windowed = LogicalPlanBuilder::from(plan).project(exprs)?.build()?;
+        self.ctx.register_table(
+            TableReference::bare(tvf.generated_name.as_str()),
+            Arc::new(ViewTable::new(windowed, None)),
+        )?;
+        Ok(())
     }
 
     fn register_window(&mut self, tvf: WindowTvf) -> Result<()> {
@@ -203,16 +279,6 @@ impl<'a> Planner<'a> {
             column: tvf.column,
         };
         let Some(table) = self.catalog.table(&tvf.table) else {
-            if self.catalog.view(&tvf.table).is_some() {
-                return Err(SqlError::Unsupported {
-                    feature: format!(
-                        "a window TVF over the view '{}' (window TVFs read tables in this version)",
-                        tvf.table
-                    ),
-                    line: tvf.line,
-                    column: tvf.column,
-                });
-            }
             return Err(at(format!("table '{}' does not exist", tvf.table)));
         };
         match &table.watermark {
@@ -370,7 +436,7 @@ impl<'a> Planner<'a> {
                             .ok()
                             .and_then(|i| input.origins.get(i).cloned())
                             .unwrap_or(Origin::Other),
-                        _ => Origin::Other,
+                        other => window_function_origin(other).unwrap_or(Origin::Other),
                     });
                     let physical = self
                         .state()
@@ -411,7 +477,7 @@ impl<'a> Planner<'a> {
                         Expr::GroupingSet(_) => {
                             return Err(unsupported("GROUPING SETS, ROLLUP and CUBE"));
                         }
-                        _ => Origin::Other,
+                        other => window_function_origin(other).unwrap_or(Origin::Other),
                     };
                     origins.push(origin);
                     let physical = self
@@ -970,6 +1036,15 @@ fn bounded_out_of_orderness(expr: &SqlExpr, column: &str) -> Option<i64> {
         } if is_column(left) => interval_ms(right).ok().filter(|ms| *ms >= 0),
         _ => None,
     }
+}
+
+/// The origin of a window column computed by a window TVF over a view.
+fn window_function_origin(expr: &Expr) -> Option<Origin> {
+    TumbleColumn::of(expr).map(|f| Origin::Window {
+        column: f.column,
+        window: f.window.clone(),
+        deferred: None,
+    })
 }
 
 /// A Flink duration such as `1 h`, `30 min`, `10 s`, `500 ms` or plain
