@@ -64,30 +64,22 @@ pub struct AggregateInput {
 impl AggregateInput {
     /// Keeps only the rows where `mask` is true.
     pub fn filter(&self, mask: &BooleanArray) -> Result<AggregateInput> {
-        let keep = |a: &ArrayRef| filter(a.as_ref(), mask);
-        Ok(AggregateInput {
-            groups: self.groups.iter().map(keep).collect::<Result<_, _>>()?,
-            args: self
-                .args
-                .iter()
-                .map(|args| args.iter().map(keep).collect::<Result<Vec<_>, _>>())
-                .collect::<Result<_, _>>()?,
-            filters: self
-                .filters
-                .iter()
-                .map(|f| {
-                    f.as_ref()
-                        .map(|f| filter(f, mask).map(|a| a.as_boolean().clone()))
-                        .transpose()
-                })
-                .collect::<Result<_, _>>()?,
-            rows: mask.true_count(),
-        })
+        self.select_rows(|a| filter(a, mask), mask.true_count())
     }
 
     /// The rows at `indices`, in that order.
     pub fn take(&self, indices: &UInt32Array) -> Result<AggregateInput> {
-        let pick = |a: &ArrayRef| take(a.as_ref(), indices, None);
+        self.select_rows(|a| take(a, indices, None), indices.len())
+    }
+
+    /// Applies one row-selection kernel to every column (keys, arguments and
+    /// FILTER masks alike); `rows` is the number of rows it selects.
+    fn select_rows(
+        &self,
+        kernel: impl Fn(&dyn Array) -> Result<ArrayRef, datafusion::arrow::error::ArrowError>,
+        rows: usize,
+    ) -> Result<AggregateInput> {
+        let pick = |a: &ArrayRef| kernel(a.as_ref());
         Ok(AggregateInput {
             groups: self.groups.iter().map(pick).collect::<Result<_, _>>()?,
             args: self
@@ -100,11 +92,11 @@ impl AggregateInput {
                 .iter()
                 .map(|f| {
                     f.as_ref()
-                        .map(|f| take(f, indices, None).map(|a| a.as_boolean().clone()))
+                        .map(|f| kernel(f).map(|a| a.as_boolean().clone()))
                         .transpose()
                 })
                 .collect::<Result<_, _>>()?,
-            rows: indices.len(),
+            rows,
         })
     }
 

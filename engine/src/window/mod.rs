@@ -13,6 +13,9 @@ pub mod slicing;
 pub mod top_n;
 pub mod tumble;
 
+#[cfg(test)]
+pub(crate) mod test_support;
+
 pub use aggregate::WindowAggregate;
 pub use output::{WindowOutput, WindowOutputColumn};
 pub use slice_aggregate::SlicedWindowAggregate;

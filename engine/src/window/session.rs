@@ -945,18 +945,12 @@ mod tests {
     use std::collections::{BTreeMap, BTreeSet};
 
     use datafusion::arrow::array::{Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
-    use datafusion::functions_aggregate::count::count_udaf;
-    use datafusion::functions_aggregate::min_max::max_udaf;
-    use datafusion::functions_aggregate::sum::sum_udaf;
-    use datafusion::logical_expr::{AggregateUDF, Operator as BinaryOp};
-    use datafusion::physical_expr::aggregate::AggregateExprBuilder;
-    use datafusion::physical_expr::expressions::{binary, col, lit};
+    use datafusion::arrow::datatypes::Int64Type;
 
     use super::*;
-    use crate::aggregate::AggregateCall;
     use crate::message::Message;
     use crate::window::output::WindowOutputColumn as C;
+    use crate::window::test_support::{Rng, input_schema, spec};
 
     const KEYS: [Option<&str>; 6] = [Some("a"), Some("b"), Some("c"), Some("dd"), Some("e"), None];
 
@@ -988,61 +982,6 @@ mod tests {
         i64,
         i64,
     );
-
-    struct Rng(u64);
-
-    impl Rng {
-        fn below(&mut self, n: u64) -> i64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            (self.0 % n) as i64
-        }
-    }
-
-    fn input_schema() -> SchemaRef {
-        Arc::new(Schema::new(vec![
-            Field::new("ts", event_time_type(), false),
-            Field::new("k", DataType::Utf8, true),
-            Field::new("v", DataType::Int64, true),
-        ]))
-    }
-
-    fn spec(keyed: bool) -> AggregateSpec {
-        let schema = input_schema();
-        let v = col("v", &schema).unwrap();
-        let call = |udaf: Arc<AggregateUDF>, name: &str, distinct: bool| {
-            Arc::new(
-                AggregateExprBuilder::new(udaf, vec![v.clone()])
-                    .schema(schema.clone())
-                    .alias(name)
-                    .with_distinct(distinct)
-                    .build()
-                    .unwrap(),
-            )
-        };
-        let over_50 = binary(v.clone(), BinaryOp::Gt, lit(50i64), &schema).unwrap();
-        let plain = |function| AggregateCall {
-            function,
-            filter: None,
-        };
-        let calls = vec![
-            plain(call(count_udaf(), "cnt", false)),
-            plain(call(sum_udaf(), "total", false)),
-            plain(call(max_udaf(), "biggest", false)),
-            plain(call(count_udaf(), "distinct_v", true)),
-            AggregateCall {
-                function: call(count_udaf(), "big", false),
-                filter: Some(over_50),
-            },
-        ];
-        let group_exprs = if keyed {
-            vec![(col("k", &schema).unwrap(), "k".to_string())]
-        } else {
-            vec![]
-        };
-        AggregateSpec::new(group_exprs, calls, &schema, Arc::new(Schema::empty())).unwrap()
-    }
 
     fn factory(keyed: bool, gap: i64) -> SessionWindowAggregate {
         let spec = spec(keyed);

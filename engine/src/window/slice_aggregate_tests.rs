@@ -4,19 +4,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use datafusion::arrow::array::{Int64Array, StringArray, TimestampMillisecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
-use datafusion::functions_aggregate::count::count_udaf;
-use datafusion::functions_aggregate::min_max::max_udaf;
-use datafusion::functions_aggregate::sum::sum_udaf;
-use datafusion::logical_expr::{AggregateUDF, Operator as BinaryOp};
-use datafusion::physical_expr::aggregate::AggregateExprBuilder;
-use datafusion::physical_expr::expressions::{binary, col, lit};
 
 use super::*;
-use crate::aggregate::AggregateCall;
 use crate::message::Message;
 use crate::window::output::WindowOutputColumn;
 use crate::window::output::WindowOutputColumn as C;
+use crate::window::test_support::{Rng, input_schema, spec};
 use crate::window::window_fired;
 
 const KEYS: [Option<&str>; 5] = [Some("a"), Some("b"), Some("c"), Some("dd"), None];
@@ -45,73 +38,6 @@ type ResultRow = (
 
 /// Marks rows emitted by `on_end`.
 const AT_END: usize = usize::MAX;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> i64 {
-        (self.next() % n) as i64
-    }
-}
-
-fn input_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("ts", event_time_type(), false),
-        Field::new("k", DataType::Utf8, true),
-        Field::new("v", DataType::Int64, true),
-    ]))
-}
-
-fn spec(keyed: bool) -> AggregateSpec {
-    let schema = input_schema();
-    let v = col("v", &schema).unwrap();
-    let call = |udaf: Arc<AggregateUDF>, name: &str, distinct: bool| {
-        Arc::new(
-            AggregateExprBuilder::new(udaf, vec![v.clone()])
-                .schema(schema.clone())
-                .alias(name)
-                .with_distinct(distinct)
-                .build()
-                .unwrap(),
-        )
-    };
-    let over_50 = binary(v.clone(), BinaryOp::Gt, lit(50i64), &schema).unwrap();
-    let calls = vec![
-        AggregateCall {
-            function: call(count_udaf(), "cnt", false),
-            filter: None,
-        },
-        AggregateCall {
-            function: call(sum_udaf(), "total", false),
-            filter: None,
-        },
-        AggregateCall {
-            function: call(max_udaf(), "biggest", false),
-            filter: None,
-        },
-        AggregateCall {
-            function: call(count_udaf(), "distinct_v", true),
-            filter: None,
-        },
-        AggregateCall {
-            function: call(count_udaf(), "big", false),
-            filter: Some(over_50),
-        },
-    ];
-    let group_exprs = if keyed {
-        vec![(col("k", &schema).unwrap(), "k".to_string())]
-    } else {
-        vec![]
-    };
-    AggregateSpec::new(group_exprs, calls, &schema, Arc::new(Schema::empty())).unwrap()
-}
 
 /// A shuffled layout, to check the planner can put columns anywhere.
 fn layout(keyed: bool) -> Vec<WindowOutputColumn> {
