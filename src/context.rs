@@ -94,6 +94,35 @@ impl StreamContext {
     ) -> Result<()> {
         self.connectors
             .register_memory_table(name, schema.clone(), batches)?;
+        self.declare_memory_table(name, &schema, watermark, &[])
+    }
+
+    /// Registers a live, unbounded table fed by the program through `receiver`
+    /// and declares it in the catalog (watermark as in
+    /// [`StreamContext::register_batches`]). The stream ends when every sender
+    /// is dropped; one job can read it. `options` are extra table options, e.g.
+    /// `("scan.watermark.idle-timeout", "1 s")` so that the other splits of a
+    /// parallel job, which have no data, do not hold the watermark back.
+    pub fn register_stream(
+        &self,
+        name: &str,
+        schema: SchemaRef,
+        receiver: tokio::sync::mpsc::Receiver<RecordBatch>,
+        watermark: Option<(&str, i64)>,
+        options: &[(&str, &str)],
+    ) -> Result<()> {
+        self.connectors
+            .register_memory_stream(name, schema.clone(), receiver);
+        self.declare_memory_table(name, &schema, watermark, options)
+    }
+
+    fn declare_memory_table(
+        &self,
+        name: &str,
+        schema: &SchemaRef,
+        watermark: Option<(&str, i64)>,
+        options: &[(&str, &str)],
+    ) -> Result<()> {
         let columns = schema
             .fields()
             .iter()
@@ -112,9 +141,16 @@ impl StreamContext {
                 "WATERMARK FOR `{column}` AS `{column}` - INTERVAL '{bound_ms}' MILLISECOND"
             ));
         }
+        let mut with = vec!["'connector' = 'memory'".to_string()];
+        with.extend(
+            options
+                .iter()
+                .map(|(k, v)| format!("'{}' = '{}'", k.replace('\'', "''"), v.replace('\'', "''"))),
+        );
         let ddl = format!(
-            "CREATE TABLE `{name}` ({}) WITH ('connector' = 'memory')",
-            elements.join(", ")
+            "CREATE TABLE `{name}` ({}) WITH ({})",
+            elements.join(", "),
+            with.join(", ")
         );
         for statement in parse_script(&ddl)? {
             if let Statement::CreateTable(table) = statement.node {

@@ -27,7 +27,7 @@ use watershed_engine::source::SourceFactory;
 
 use crate::blackhole::{self, BlackholeSinkFactory};
 use crate::filesystem::{self, FileSinkFactory, FileSourceFactory};
-use crate::memory::{self, MemorySourceFactory};
+use crate::memory::{self, MemorySourceFactory, StreamSourceFactory};
 use crate::options::{CONNECTOR, TableOptions};
 use crate::payments::{self, PaymentsSourceFactory};
 use crate::print::{self, PrintSinkFactory};
@@ -39,6 +39,7 @@ pub const SUPPORTED_CONNECTORS: &str = "filesystem, payments, memory, print, bla
 #[derive(Default)]
 pub struct DefaultConnectors {
     memory_tables: RwLock<BTreeMap<String, Arc<MemorySourceFactory>>>,
+    memory_streams: RwLock<BTreeMap<String, Arc<StreamSourceFactory>>>,
     memory_sinks: RwLock<BTreeMap<String, Arc<dyn SinkFactory>>>,
 }
 
@@ -46,6 +47,13 @@ impl std::fmt::Debug for DefaultConnectors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let tables: Vec<String> = self
             .memory_tables
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .keys()
+            .cloned()
+            .collect();
+        let streams: Vec<String> = self
+            .memory_streams
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .keys()
@@ -60,6 +68,7 @@ impl std::fmt::Debug for DefaultConnectors {
             .collect();
         f.debug_struct("DefaultConnectors")
             .field("memory_tables", &tables)
+            .field("memory_streams", &streams)
             .field("memory_sinks", &sinks)
             .finish()
     }
@@ -103,13 +112,38 @@ impl DefaultConnectors {
         Ok(())
     }
 
-    /// Removes an in-memory table; true if it existed.
+    /// Removes an in-memory table or stream; true if it existed.
     pub fn deregister_memory_table(&self, name: &str) -> bool {
-        self.memory_tables
+        let table = self
+            .memory_tables
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name)
-            .is_some()
+            .is_some();
+        let stream = self
+            .memory_streams
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name)
+            .is_some();
+        table || stream
+    }
+
+    /// Registers (or replaces) the live stream read by the `memory` table
+    /// `name`: an unbounded source fed through `receiver`, ending when every
+    /// sender is dropped (see [`StreamSourceFactory`]).
+    pub fn register_memory_stream(
+        &self,
+        name: impl Into<String>,
+        schema: SchemaRef,
+        receiver: tokio::sync::mpsc::Receiver<RecordBatch>,
+    ) {
+        let name = name.into();
+        let factory = StreamSourceFactory::new(name.clone(), schema, receiver);
+        self.memory_streams
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name, Arc::new(factory));
     }
 
     /// Registers (or replaces) the sink used when the `memory` table `name` is
@@ -132,6 +166,24 @@ impl DefaultConnectors {
 
     fn memory_source(&self, table: &TableSpec) -> Result<Arc<dyn SourceFactory>, EngineError> {
         TableOptions::from_spec(table).check_known(memory::IDENTIFIER, &[CONNECTOR])?;
+        if let Some(stream) = lookup(
+            &self
+                .memory_streams
+                .read()
+                .unwrap_or_else(PoisonError::into_inner),
+            &table.name,
+        ) {
+            if stream.schema() != table.schema {
+                return Err(EngineError::Config(format!(
+                    "table '{}': the registered stream's schema ({:?}) differs from the \
+                     table's ({:?})",
+                    table.name,
+                    stream.schema(),
+                    table.schema
+                )));
+            }
+            return Ok(stream.clone());
+        }
         let tables = self
             .memory_tables
             .read()

@@ -38,6 +38,10 @@ pub struct Node {
     pub kind: NodeKind,
     /// Number of parallel instances.
     pub parallelism: usize,
+    /// For sources: after this long without a batch, a split declares itself
+    /// idle ([`crate::message::Message::Idle`]) so it stops holding back the
+    /// watermark. `None` (the default) never declares a split idle.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 impl Node {
@@ -59,6 +63,9 @@ impl Node {
                 } else {
                     "unbounded".into()
                 });
+                if let Some(timeout) = self.idle_timeout {
+                    lines.push(format!("idle-timeout: {} ms", timeout.as_millis()));
+                }
                 lines
             }
             NodeKind::Operator(op) => op.explain(),
@@ -127,6 +134,7 @@ impl JobGraph {
             name,
             kind,
             parallelism: 1,
+            idle_timeout: None,
         });
         if let Some(from) = input {
             self.edges.push(Edge {
@@ -182,6 +190,20 @@ impl JobGraph {
             self.add_edge(*from, id, partitioning.clone());
         }
         id
+    }
+
+    /// Declares a source's splits idle after `timeout` without a batch (Flink's
+    /// `scan.watermark.idle-timeout`); fails when `source` is not a source.
+    pub fn set_idle_timeout(&mut self, source: NodeId, timeout: std::time::Duration) -> Result<()> {
+        match self.nodes.get_mut(source) {
+            Some(node) if matches!(node.kind, NodeKind::Source(_)) => {
+                node.idle_timeout = Some(timeout);
+                Ok(())
+            }
+            _ => Err(EngineError::InvalidGraph(format!(
+                "node {source} is not a source; only sources have an idle timeout"
+            ))),
+        }
     }
 
     /// Sets the parallelism of every node.

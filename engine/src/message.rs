@@ -13,6 +13,11 @@ pub enum Message {
     Watermark(Timestamp),
     /// A checkpoint barrier carrying the checkpoint id.
     Barrier(u64),
+    /// The sender has had no data for its idle timeout
+    /// (`scan.watermark.idle-timeout`): until it sends a batch or a watermark
+    /// again, receivers leave it out of their minimum watermark, so an idle
+    /// source split does not hold event time back.
+    Idle,
     /// The upstream is finished; nothing follows.
     End,
 }

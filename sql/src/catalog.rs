@@ -20,6 +20,13 @@ pub struct TableWatermark {
     pub expr: Expr,
 }
 
+/// The table option that declares a source split idle after a time without
+/// rows, as in Flink; the engine handles it, so connectors never see it.
+pub const IDLE_TIMEOUT_OPTION: &str = "scan.watermark.idle-timeout";
+
+/// Table options handled by the engine rather than by the connector.
+const ENGINE_TABLE_OPTIONS: &[&str] = &[IDLE_TIMEOUT_OPTION];
+
 /// A table declared with `CREATE TABLE`.
 #[derive(Debug, Clone)]
 pub struct TableDef {
@@ -96,12 +103,15 @@ impl TableDef {
         })
     }
 
-    /// The table as a connector sees it.
+    /// The table as a connector sees it: its options without those the engine
+    /// handles.
     pub fn spec(&self) -> TableSpec {
+        let mut options = self.options.clone();
+        options.retain(|key, _| !ENGINE_TABLE_OPTIONS.contains(&key.as_str()));
         TableSpec {
             name: self.name.clone(),
             schema: self.schema.clone(),
-            options: self.options.clone(),
+            options,
             time_column: self.watermark.as_ref().map(|w| w.column.clone()),
         }
     }

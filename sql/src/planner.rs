@@ -45,7 +45,7 @@ use watershed_engine::window::{
     WindowOutputColumn,
 };
 
-use crate::catalog::{Catalog, TableDef};
+use crate::catalog::{Catalog, IDLE_TIMEOUT_OPTION, TableDef};
 use crate::error::{Result, SqlError};
 use crate::interval_join::interval_bound;
 use crate::stream_table::StreamTable;
@@ -95,6 +95,10 @@ pub struct Planner<'a> {
 
 /// The `SET` key of the idle state retention of updating aggregates, as in Flink.
 pub const STATE_TTL_KEY: &str = "table.exec.state.ttl";
+
+/// The `SET` key of the default idle timeout of source splits, as in Flink; a
+/// table's `'scan.watermark.idle-timeout'` option overrides it.
+pub const SOURCE_IDLE_TIMEOUT_KEY: &str = "table.exec.source.idle-timeout";
 
 /// The `SET` key of the default parallelism, as in Flink.
 pub const PARALLELISM_KEY: &str = "parallelism.default";
@@ -873,6 +877,29 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// The idle timeout of a table's source splits: its own option, else the
+    /// session's default; zero disables it, as in Flink.
+    fn idle_timeout(&self, def: &TableDef) -> Result<Option<std::time::Duration>> {
+        let (text, origin) = match def.options.get(IDLE_TIMEOUT_OPTION) {
+            Some(text) => (
+                text.as_str(),
+                format!("table '{}': option '{IDLE_TIMEOUT_OPTION}'", def.name),
+            ),
+            None => match self.catalog.setting(SOURCE_IDLE_TIMEOUT_KEY) {
+                Some(text) => (text, format!("SET '{SOURCE_IDLE_TIMEOUT_KEY}'")),
+                None => return Ok(None),
+            },
+        };
+        let ms = parse_duration_ms(text)
+            .filter(|ms| *ms >= 0)
+            .ok_or_else(|| {
+                SqlError::Plan(format!(
+                    "{origin} = '{text}': expected a duration like '5 s' or '500 ms'"
+                ))
+            })?;
+        Ok((ms > 0).then(|| std::time::Duration::from_millis(ms.unsigned_abs())))
+    }
+
     fn translate_scan(
         &self,
         table: &StreamTable,
@@ -881,8 +908,12 @@ impl<'a> Planner<'a> {
         graph: &mut JobGraph,
     ) -> Result<Planned> {
         let def: &TableDef = &table.table;
+        let idle_timeout = self.idle_timeout(def)?;
         let source = self.connectors.source(&def.spec())?;
         let mut node = graph.add_source(&def.name, source);
+        if let Some(timeout) = idle_timeout {
+            graph.set_idle_timeout(node, timeout)?;
+        }
         let mut schema = def.schema.clone();
         if let Some(wm) = &def.watermark {
             let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;

@@ -57,7 +57,7 @@ fn with_batch_index(i: usize, e: EngineError) -> EngineError {
 
 /// Checks that `batch` matches `schema` by column names and types and returns
 /// it with `schema` attached.
-fn conform(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch, EngineError> {
+pub(super) fn conform(schema: &SchemaRef, batch: RecordBatch) -> Result<RecordBatch, EngineError> {
     let expected = schema.fields();
     let actual = batch.schema();
     let same_shape = expected.len() == actual.fields().len()

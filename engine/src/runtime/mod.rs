@@ -235,7 +235,14 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
                         metrics: node_metrics[head.id].clone(),
                         batch_size: config.batch_size.max(1),
                     };
-                    let fut = run_source_task(source, chain, ctx, outputs, head.name.clone());
+                    let fut = run_source_task(
+                        source,
+                        chain,
+                        ctx,
+                        outputs,
+                        head.name.clone(),
+                        head.idle_timeout,
+                    );
                     tokio::spawn(catch_panics(task_name.clone(), fut))
                 }
                 NodeKind::Operator(_) => {

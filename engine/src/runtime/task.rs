@@ -6,6 +6,7 @@
 //! ended. Its output goes to every outgoing edge of its last node.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -40,8 +41,8 @@ impl Chain {
                         op.on_input_batch(input, batch, &mut output)
                     }
                     Message::Watermark(wm) => op.on_watermark(wm, &mut output),
-                    Message::Barrier(id) => {
-                        next.push(Message::Barrier(id));
+                    Message::Barrier(_) | Message::Idle => {
+                        next.push(message);
                         Ok(())
                     }
                     Message::End => {
@@ -68,22 +69,44 @@ async fn route_all(outputs: &[OutputEdge], messages: &mut Vec<Message>) -> Resul
     Ok(())
 }
 
-/// Reads a source split, runs the chain, routes the results.
+/// Reads a source split, runs the chain, routes the results. With an
+/// `idle_timeout`, a split that yields no batch for that long sends
+/// [`Message::Idle`] once, until its next batch.
 pub async fn run_source_task(
     mut source: Box<dyn Source>,
     mut chain: Chain,
     ctx: SourceContext,
     outputs: Vec<OutputEdge>,
     name: String,
+    idle_timeout: Option<Duration>,
 ) -> Result<()> {
     let mut pending = Vec::new();
+    let mut idle = false;
     loop {
-        let next = source
-            .next_batch(&ctx)
-            .await
-            .map_err(|e| e.in_node(&name))?;
+        let next = match idle_timeout {
+            None => source.next_batch(&ctx).await,
+            Some(timeout) => {
+                // The read stays the same future across timeouts: a source
+                // need not be cancel-safe.
+                let read = source.next_batch(&ctx);
+                tokio::pin!(read);
+                loop {
+                    match tokio::time::timeout(timeout, &mut read).await {
+                        Ok(next) => break next,
+                        Err(_) if !idle => {
+                            idle = true;
+                            chain.push(0, Message::Idle, &mut pending)?;
+                            route_all(&outputs, &mut pending).await?;
+                        }
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+        .map_err(|e| e.in_node(&name))?;
         let message = match next {
             Some(batch) => {
+                idle = false;
                 NodeMetrics::add(&ctx.metrics.rows_out, batch.num_rows());
                 Message::Batch(batch)
             }
@@ -98,32 +121,59 @@ pub async fn run_source_task(
     }
 }
 
-/// Per-channel watermarks and end-of-input of a task's inputs.
+/// What a task knows of one upstream channel.
+#[derive(Debug, Clone, Copy)]
+struct Channel {
+    /// The channel's watermark; `MAX_WATERMARK` once it ended.
+    watermark: Timestamp,
+    /// Declared idle and silent since: left out of the minimum.
+    idle: bool,
+}
+
+impl Channel {
+    fn ended(&self) -> bool {
+        self.watermark == MAX_WATERMARK
+    }
+}
+
+/// Per-channel watermarks, idleness and end-of-input of a task's inputs.
+///
+/// The combined watermark is the minimum over the channels that are not idle
+/// (ended channels count as `MAX_WATERMARK`); while every open channel is idle
+/// it does not move. A channel becomes active again with its next batch or
+/// watermark, as in Flink.
 pub struct InputTracker {
-    /// Watermark per input, per sender; `MAX_WATERMARK` once the sender ended.
-    watermarks: Vec<Vec<Timestamp>>,
+    /// Per input, per sender.
+    channels: Vec<Vec<Channel>>,
     combined: Timestamp,
 }
 
 impl InputTracker {
     /// A tracker for inputs with the given numbers of senders.
     pub fn new(senders_per_input: &[usize]) -> Self {
+        let open = Channel {
+            watermark: MIN_WATERMARK,
+            idle: false,
+        };
         InputTracker {
-            watermarks: senders_per_input
-                .iter()
-                .map(|&n| vec![MIN_WATERMARK; n])
-                .collect(),
+            channels: senders_per_input.iter().map(|&n| vec![open; n]).collect(),
             combined: MIN_WATERMARK,
         }
     }
 
-    fn slot(&mut self, input: usize, sender: usize) -> Result<&mut Timestamp> {
-        self.watermarks
+    fn slot(&mut self, input: usize, sender: usize) -> Result<&mut Channel> {
+        self.channels
             .get_mut(input)
             .and_then(|i| i.get_mut(sender))
             .ok_or_else(|| {
                 EngineError::InvalidGraph(format!("unexpected sender {sender} on input {input}"))
             })
+    }
+
+    /// Records a batch: its sender is active again.
+    pub fn batch(&mut self, input: usize, sender: usize) -> Result<()> {
+        self.slot(input, sender)?.idle = false;
+        Ok(())
     }
 
     /// Records a watermark; returns the new combined watermark if it advanced.
@@ -134,30 +184,52 @@ impl InputTracker {
         wm: Timestamp,
     ) -> Result<Option<Timestamp>> {
         let slot = self.slot(input, sender)?;
-        *slot = (*slot).max(wm);
+        slot.watermark = slot.watermark.max(wm);
+        slot.idle = false;
+        Ok(self.advance())
+    }
+
+    /// Records that a sender went idle; returns the new combined watermark if
+    /// leaving it out advanced it.
+    pub fn idle(&mut self, input: usize, sender: usize) -> Result<Option<Timestamp>> {
+        self.slot(input, sender)?.idle = true;
         Ok(self.advance())
     }
 
     /// Records the end of a sender; returns the new combined watermark if it advanced.
     pub fn end(&mut self, input: usize, sender: usize) -> Result<Option<Timestamp>> {
-        *self.slot(input, sender)? = MAX_WATERMARK;
+        let slot = self.slot(input, sender)?;
+        slot.watermark = MAX_WATERMARK;
+        slot.idle = false;
         Ok(self.advance())
     }
 
     /// True when every sender of every input has ended.
     pub fn all_ended(&self) -> bool {
-        self.watermarks
-            .iter()
-            .flatten()
-            .all(|&w| w == MAX_WATERMARK)
+        self.channels.iter().flatten().all(Channel::ended)
+    }
+
+    /// True when at least one sender is open and every open sender is idle.
+    pub fn all_idle(&self) -> bool {
+        let mut open = self.channels.iter().flatten().filter(|c| !c.ended());
+        let mut any = false;
+        let all = open.all(|c| {
+            any = true;
+            c.idle
+        });
+        any && all
     }
 
     fn advance(&mut self) -> Option<Timestamp> {
+        if self.all_idle() {
+            return None;
+        }
         let min = self
-            .watermarks
+            .channels
             .iter()
             .flatten()
-            .copied()
+            .filter(|c| !c.idle)
+            .map(|c| c.watermark)
             .min()
             .unwrap_or(MAX_WATERMARK);
         if min > self.combined {
@@ -178,6 +250,8 @@ pub async fn run_operator_task(
 ) -> Result<()> {
     let mut tracker = InputTracker::new(&senders_per_input);
     let mut pending = Vec::new();
+    // Whether downstream was told this task is idle (all its inputs are).
+    let mut told_idle = false;
     while let Some(envelope) = inbox.recv().await {
         let Envelope {
             input,
@@ -185,10 +259,25 @@ pub async fn run_operator_task(
             message,
         } = envelope;
         match message {
-            Message::Batch(_) | Message::Barrier(_) => chain.push(input, message, &mut pending)?,
+            Message::Batch(_) => {
+                tracker.batch(input, sender)?;
+                told_idle = false;
+                chain.push(input, message, &mut pending)?;
+            }
+            Message::Barrier(_) => chain.push(input, message, &mut pending)?,
             Message::Watermark(wm) => {
                 if let Some(wm) = tracker.watermark(input, sender, wm)? {
+                    told_idle = false;
                     chain.push(input, Message::Watermark(wm), &mut pending)?;
+                }
+            }
+            Message::Idle => {
+                if let Some(wm) = tracker.idle(input, sender)? {
+                    chain.push(input, Message::Watermark(wm), &mut pending)?;
+                }
+                if tracker.all_idle() && !told_idle {
+                    told_idle = true;
+                    chain.push(input, Message::Idle, &mut pending)?;
                 }
             }
             Message::End => {
@@ -222,6 +311,7 @@ pub async fn run_sink_task(
     while let Some(envelope) = inbox.recv().await {
         match envelope.message {
             Message::Batch(batch) => {
+                tracker.batch(envelope.input, envelope.sender)?;
                 NodeMetrics::add(&metrics.rows_in, batch.num_rows());
                 sink.write_batch(batch)
                     .await
@@ -229,6 +319,11 @@ pub async fn run_sink_task(
             }
             Message::Watermark(wm) => {
                 if let Some(wm) = tracker.watermark(envelope.input, envelope.sender, wm)? {
+                    metrics.set_watermark(wm);
+                }
+            }
+            Message::Idle => {
+                if let Some(wm) = tracker.idle(envelope.input, envelope.sender)? {
                     metrics.set_watermark(wm);
                 }
             }
@@ -243,4 +338,49 @@ pub async fn run_sink_task(
         }
     }
     Err(EngineError::ChannelClosed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn combined_watermark_is_the_minimum_over_channels() {
+        let mut t = InputTracker::new(&[2, 1]);
+        assert_eq!(t.watermark(0, 0, 10).unwrap(), None);
+        assert_eq!(t.watermark(0, 1, 20).unwrap(), None);
+        assert_eq!(t.watermark(1, 0, 15).unwrap(), Some(10));
+        assert_eq!(t.watermark(0, 0, 30).unwrap(), Some(15));
+        assert_eq!(t.end(1, 0).unwrap(), Some(20));
+        assert!(!t.all_ended());
+    }
+
+    #[test]
+    fn an_idle_channel_does_not_hold_the_watermark_back_until_it_speaks_again() {
+        let mut t = InputTracker::new(&[2]);
+        assert_eq!(t.watermark(0, 0, 100).unwrap(), None);
+        // Sender 1 never sent anything; once idle, sender 0 alone decides.
+        assert_eq!(t.idle(0, 1).unwrap(), Some(100));
+        assert!(!t.all_idle());
+        assert_eq!(t.watermark(0, 0, 200).unwrap(), Some(200));
+        // Sender 1 is back (a batch): the minimum includes it again, and the
+        // combined watermark never goes back.
+        t.batch(0, 1).unwrap();
+        assert_eq!(t.watermark(0, 0, 300).unwrap(), None);
+        assert_eq!(t.watermark(0, 1, 250).unwrap(), Some(250));
+    }
+
+    #[test]
+    fn when_every_open_channel_is_idle_the_watermark_stays() {
+        let mut t = InputTracker::new(&[2]);
+        assert_eq!(t.watermark(0, 0, 100).unwrap(), None);
+        assert_eq!(t.idle(0, 0).unwrap(), None);
+        assert_eq!(t.idle(0, 1).unwrap(), None);
+        assert!(t.all_idle());
+        // An ended channel is not idle, and ending the other one ends all.
+        assert_eq!(t.end(0, 0).unwrap(), None);
+        assert!(t.all_idle());
+        assert_eq!(t.end(0, 1).unwrap(), Some(MAX_WATERMARK));
+        assert!(t.all_ended() && !t.all_idle());
+    }
 }
