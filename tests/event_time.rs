@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use datafusion::arrow::array::{AsArray, BooleanArray};
 use datafusion::arrow::compute::filter_record_batch;
-use datafusion::arrow::datatypes::TimestampMillisecondType;
+use datafusion::arrow::datatypes::{Int64Type, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use watershed::connectors::memory::CollectSinkFactory;
 
@@ -82,6 +82,109 @@ async fn late_rows_are_dropped_and_counted_exactly() {
     assert!(rows.adds_up(), "{rows:?}");
     // The end of the bounded input advanced event time to the end of time.
     assert_eq!(rows.watermark, i64::MAX, "{rows:?}");
+}
+
+/// With `SET 'watershed.late-rows.table'`, exactly the rows the model finds late
+/// land in the dead-letter table, each with the operator, the reason, the
+/// watermark that made it late and the row itself.
+#[tokio::test]
+async fn late_rows_go_to_the_dead_letter_table() {
+    let (schema, batches) = payments(20_000, 22, 3.0);
+    let (on_time, late) = drop_late_rows(&batches);
+    let txn_ids = |batch: &RecordBatch| -> Vec<i64> {
+        batch
+            .column_by_name("txn_id")
+            .expect("txn_id")
+            .as_primitive::<Int64Type>()
+            .iter()
+            .flatten()
+            .collect()
+    };
+    let mut expected_late: Vec<i64> = Vec::new();
+    for (batch, kept) in batches.iter().zip(&on_time) {
+        let kept: std::collections::HashSet<i64> = txn_ids(kept).into_iter().collect();
+        expected_late.extend(txn_ids(batch).into_iter().filter(|id| !kept.contains(id)));
+    }
+    expected_late.sort();
+    assert_eq!(expected_late.len() as u64, late);
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = stream_context(&schema, &batches);
+    ctx.sql(&format!(
+        "CREATE TABLE late_payments (operator STRING, reason STRING, watermark TIMESTAMP(3), row_json STRING) \
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'json'); \
+         SET 'watershed.late-rows.table' = 'late_payments'",
+        dir.path().display()
+    ))
+    .await
+    .expect("declare the dead-letter table");
+    // MAX(txn_id) makes the window operator's input carry txn_id: dead-letter
+    // rows hold the columns the operator sees.
+    let query = QUERY.replace("COUNT(*) AS n", "COUNT(*) AS n, MAX(txn_id) AS last_txn");
+    let oracle = ORACLE.replace("COUNT(*)", "COUNT(*), MAX(txn_id)");
+    let frame = ctx.sql(&query).await.expect("plan");
+    let plan = frame.plan_text().expect("plan");
+    assert!(plan.contains("Late rows -> late_payments"), "{plan}");
+    let collected = Arc::new(Mutex::new(Vec::new()));
+    let job = frame
+        .start_with_sink(Some(Arc::new(CollectSinkFactory::with_target(
+            collected.clone(),
+        ))))
+        .expect("start");
+    let result = job.wait().await.expect("run");
+    let streaming = rows_as_text(&collected.lock().expect("lock"));
+    assert_same_rows(
+        "on-time rows",
+        &streaming,
+        &batch_rows(&schema, &on_time, &oracle).await,
+    );
+    assert_eq!(result.rows.late, late);
+    assert!(result.rows.adds_up(), "{:?}", result.rows);
+
+    let mut dead_letters = Vec::new();
+    for entry in std::fs::read_dir(dir.path()).expect("read dir") {
+        let path = entry.expect("entry").path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        assert!(
+            !name.starts_with('.'),
+            "an in-progress file was left: {name}"
+        );
+        for line in std::fs::read_to_string(&path).expect("read").lines() {
+            let record: serde_json::Value = serde_json::from_str(line).expect("json line");
+            assert!(
+                record["operator"]
+                    .as_str()
+                    .expect("operator")
+                    .contains("Window"),
+                "{record}"
+            );
+            assert_eq!(record["reason"], "window already fired", "{record}");
+            let row: serde_json::Value =
+                serde_json::from_str(record["row_json"].as_str().expect("row_json")).expect("row");
+            assert!(record["watermark"].as_str().is_some(), "{record}");
+            assert!(row["window_end"].as_str().is_some(), "{row}");
+            dead_letters.push(row["txn_id"].as_i64().expect("txn_id"));
+        }
+    }
+    dead_letters.sort();
+    assert_eq!(dead_letters, expected_late);
+}
+
+#[tokio::test]
+async fn a_dead_letter_table_with_the_wrong_columns_is_refused() {
+    let (schema, batches) = payments(10, 1, 0.0);
+    let ctx = stream_context(&schema, &batches);
+    ctx.sql(
+        "CREATE TABLE bad_late (operator STRING, row_json STRING) WITH ('connector' = 'blackhole'); \
+         SET 'watershed.late-rows.table' = 'bad_late'",
+    )
+    .await
+    .expect("declare");
+    let err = ctx.sql(QUERY).await.err().expect("refused").to_string();
+    assert!(
+        err.contains("bad_late") && err.contains("watermark TIMESTAMP(3)"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

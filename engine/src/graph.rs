@@ -8,6 +8,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{EngineError, Result};
+use crate::late_rows::DeadLetterTable;
 use crate::metrics::NodeRole;
 use crate::operator::OperatorFactoryRef;
 use crate::sink::SinkFactory;
@@ -115,6 +116,8 @@ pub struct JobGraph {
     pub nodes: Vec<Node>,
     /// Edges between nodes.
     pub edges: Vec<Edge>,
+    /// Where operators write the late rows they drop, if anywhere.
+    pub dead_letter: Option<DeadLetterTable>,
 }
 
 impl JobGraph {
@@ -124,6 +127,7 @@ impl JobGraph {
             name: name.into(),
             nodes: Vec::new(),
             edges: Vec::new(),
+            dead_letter: None,
         }
     }
 
@@ -309,6 +313,9 @@ impl fmt::Display for JobGraph {
             })
             .collect::<Vec<_>>()
             .join(" ");
+        if let Some(dead_letter) = &self.dead_letter {
+            writeln!(f, "Late rows -> {}", dead_letter.table)?;
+        }
         writeln!(f, "Tasks: {chains}")
     }
 }

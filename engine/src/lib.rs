@@ -18,6 +18,7 @@ pub mod error;
 pub mod filter;
 pub mod graph;
 pub mod join;
+pub mod late_rows;
 pub mod message;
 pub mod metrics;
 pub mod operator;

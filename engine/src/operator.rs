@@ -6,10 +6,13 @@
 
 use std::sync::Arc;
 
+use datafusion::arrow::array::BooleanArray;
+use datafusion::arrow::compute::{filter_record_batch, not};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::error::Result;
+use crate::late_rows::{LateRows, LateRowsSender};
 use crate::message::Message;
 use crate::metrics::{NodeMetrics, NodeRole};
 use crate::time::Timestamp;
@@ -18,12 +21,62 @@ use crate::time::Timestamp;
 pub struct Output<'a> {
     messages: &'a mut Vec<Message>,
     metrics: &'a NodeMetrics,
+    /// The dead-letter channel and this operator's name, when the job has one.
+    late_rows: Option<(&'a LateRowsSender, &'a str)>,
 }
 
 impl<'a> Output<'a> {
     /// Wraps a message buffer and the node's counters.
     pub fn new(messages: &'a mut Vec<Message>, metrics: &'a NodeMetrics) -> Self {
-        Output { messages, metrics }
+        Output {
+            messages,
+            metrics,
+            late_rows: None,
+        }
+    }
+
+    /// Sends the late rows this operator (named `operator`) drops to `sender`.
+    pub fn with_late_rows(mut self, sender: Option<&'a LateRowsSender>, operator: &'a str) -> Self {
+        self.late_rows = sender.map(|s| (s, operator));
+        self
+    }
+
+    /// Drops the rows of `input` where `keep` is false as late: counts them in
+    /// `rows_late` and, when the job has a dead-letter table, sends them there
+    /// with `reason` and the operator's `watermark`.
+    pub fn drop_late(
+        &mut self,
+        input: &RecordBatch,
+        keep: &BooleanArray,
+        reason: &str,
+        watermark: Timestamp,
+    ) -> Result<()> {
+        let late = keep.len() - keep.true_count();
+        NodeMetrics::add(&self.metrics.rows_late, late);
+        if late > 0 && self.late_rows.is_some() {
+            let rows = filter_record_batch(input, &not(keep)?)?;
+            self.send_late(rows, reason, watermark);
+        }
+        Ok(())
+    }
+
+    /// Drops every row of `input` as late (see [`Output::drop_late`]).
+    pub fn drop_late_batch(&mut self, input: &RecordBatch, reason: &str, watermark: Timestamp) {
+        NodeMetrics::add(&self.metrics.rows_late, input.num_rows());
+        if input.num_rows() > 0 {
+            self.send_late(input.clone(), reason, watermark);
+        }
+    }
+
+    fn send_late(&mut self, rows: RecordBatch, reason: &str, watermark: Timestamp) {
+        if let Some((sender, operator)) = self.late_rows {
+            sender.send(LateRows {
+                operator: operator.to_string(),
+                reason: reason.to_string(),
+                watermark,
+                rows,
+            });
+        }
     }
 
     /// Emits a batch downstream (empty batches are dropped).

@@ -13,7 +13,7 @@
 use std::sync::Arc;
 
 use datafusion::arrow::compute::can_cast_types;
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
 use datafusion::common::{DFSchemaRef, TableReference};
 use datafusion::datasource::source_as_provider;
 use datafusion::datasource::view::ViewTable;
@@ -33,6 +33,7 @@ use watershed_engine::connector::ConnectorRegistry;
 use watershed_engine::filter::FilterOperator;
 use watershed_engine::graph::{JobGraph, NodeId, Partitioning};
 use watershed_engine::join::{IntervalJoin, JoinInput, JoinKind};
+use watershed_engine::late_rows::{DeadLetterTable, dead_letter_schema};
 use watershed_engine::operator::OperatorFactory;
 use watershed_engine::project::ProjectOperator;
 use watershed_engine::sink::SinkFactory;
@@ -99,6 +100,11 @@ pub const STATE_TTL_KEY: &str = "table.exec.state.ttl";
 /// The `SET` key of the default idle timeout of source splits, as in Flink; a
 /// table's `'scan.watermark.idle-timeout'` option overrides it.
 pub const SOURCE_IDLE_TIMEOUT_KEY: &str = "table.exec.source.idle-timeout";
+
+/// The `SET` key naming the dead-letter table that receives late rows (a
+/// Watershed setting; Flink has none). The table must have the columns of
+/// [`watershed_engine::late_rows::dead_letter_schema`].
+pub const LATE_ROWS_TABLE_KEY: &str = "watershed.late-rows.table";
 
 /// The `SET` key of the default parallelism, as in Flink.
 pub const PARALLELISM_KEY: &str = "parallelism.default";
@@ -371,7 +377,62 @@ impl<'a> Planner<'a> {
         }
         graph.add_sink(sink_name, sink, planned.node);
         graph.set_parallelism(self.parallelism);
+        graph.dead_letter = self.dead_letter_table()?;
         Ok(graph)
+    }
+
+    /// The dead-letter table named by `SET 'watershed.late-rows.table'`, checked
+    /// against the columns late rows are written as.
+    fn dead_letter_table(&self) -> Result<Option<DeadLetterTable>> {
+        let Some(name) = self.catalog.setting(LATE_ROWS_TABLE_KEY) else {
+            return Ok(None);
+        };
+        let expected = dead_letter_schema();
+        let expected_ddl = expected
+            .fields()
+            .iter()
+            .map(|f| {
+                format!(
+                    "{} {}",
+                    f.name(),
+                    crate::types::arrow_to_sql_type(f.data_type())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let table = self.catalog.table(name).ok_or_else(|| {
+            SqlError::Plan(format!(
+                "SET '{LATE_ROWS_TABLE_KEY}' = '{name}': no such table; declare it with \
+                 CREATE TABLE {name} ({expected_ddl}) WITH (...)"
+            ))
+        })?;
+        let types = |schema: &Schema| -> Vec<DataType> {
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect()
+        };
+        if types(&table.schema) != types(&expected) {
+            return Err(SqlError::Plan(format!(
+                "dead-letter table '{name}' must have the columns ({expected_ddl}), in this \
+                 order; it has ({})",
+                table
+                    .schema
+                    .fields()
+                    .iter()
+                    .zip(&table.sql_types)
+                    .map(|(f, t)| format!("{} {t}", f.name()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+        let sink = self.connectors.sink(&table.spec())?;
+        Ok(Some(DeadLetterTable {
+            table: table.name.clone(),
+            sink,
+            sink_schema: table.schema.clone(),
+        }))
     }
 
     fn translate(&self, plan: &LogicalPlan, graph: &mut JobGraph) -> Result<Planned> {

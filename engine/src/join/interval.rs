@@ -42,7 +42,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use super::side::{SideState, is_time_type, time_values};
 use super::{JoinInput, JoinKind};
 use crate::error::{EngineError, Result};
-use crate::metrics::{NodeMetrics, NodeRole};
+use crate::metrics::NodeRole;
 use crate::operator::{Operator, OperatorFactory, Output};
 use crate::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp};
 
@@ -477,7 +477,20 @@ impl IntervalJoinOperator {
                 unmatched.push(i as u32);
             }
         }
-        NodeMetrics::add(&out.metrics().rows_late, late);
+        if late > 0 {
+            let keep: BooleanArray = (0..rows)
+                .map(|i| {
+                    let has_time = ts_nulls.as_ref().is_none_or(|n| n.is_valid(i));
+                    Some(!(has_time && ts[i] <= watermark))
+                })
+                .collect();
+            let reason = if side == LEFT {
+                "left row at or behind the watermark"
+            } else {
+                "right row at or behind the watermark"
+            };
+            out.drop_late(&batch, &keep, reason, watermark)?;
+        }
 
         let mut matched = if this.is_outer() {
             vec![false; rows]

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 
 use crate::error::{EngineError, Result};
 use crate::graph::{Edge, JobGraph, NodeId, NodeKind, Partitioning};
+use crate::late_rows::{LateRowsSender, late_rows_channel, run_dead_letter_task};
 use crate::metrics::{JobMetrics, NodeMetrics, RowSummary};
 use crate::source::{SourceContext, Split};
 use exchange::{Envelope, OutputEdge, Routing};
@@ -168,6 +169,19 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
     }
 
     let mut tasks = Vec::new();
+    // The dead-letter writer, if any: it ends once every chain (holding a
+    // sender) has ended.
+    let late_rows = match &graph.dead_letter {
+        Some(dead_letter) => {
+            let (tx, rx) = late_rows_channel();
+            let sink = dead_letter.sink.create(Split::SINGLE)?;
+            let name = format!("Late rows: {}", dead_letter.table);
+            let fut = run_dead_letter_task(rx, sink, dead_letter.sink_schema.clone());
+            tasks.push((name.clone(), tokio::spawn(catch_panics(name, fut))));
+            Some(tx)
+        }
+        None => None,
+    };
     for (c, chain) in chains.iter().enumerate() {
         let head = &graph.nodes[chain[0]];
         let tail = chain[chain.len() - 1];
@@ -230,7 +244,7 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
             let handle = match &head.kind {
                 NodeKind::Source(factory) => {
                     let source = factory.create(split)?;
-                    let chain = build_chain(graph, &chain[1..], &node_metrics)?;
+                    let chain = build_chain(graph, &chain[1..], &node_metrics, &late_rows)?;
                     let ctx = SourceContext {
                         metrics: node_metrics[head.id].clone(),
                         batch_size: config.batch_size.max(1),
@@ -247,7 +261,7 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
                 }
                 NodeKind::Operator(_) => {
                     let inbox = take_inbox(&mut inboxes[c], instance)?;
-                    let chain = build_chain(graph, chain, &node_metrics)?;
+                    let chain = build_chain(graph, chain, &node_metrics, &late_rows)?;
                     let fut = run_operator_task(inbox, senders_per_input.clone(), chain, outputs);
                     tokio::spawn(catch_panics(task_name.clone(), fut))
                 }
@@ -286,7 +300,12 @@ fn take_inbox(
         .ok_or_else(|| EngineError::InvalidGraph(format!("no inbox for instance {instance}")))
 }
 
-fn build_chain(graph: &JobGraph, ids: &[NodeId], metrics: &[Arc<NodeMetrics>]) -> Result<Chain> {
+fn build_chain(
+    graph: &JobGraph,
+    ids: &[NodeId],
+    metrics: &[Arc<NodeMetrics>],
+    late_rows: &Option<LateRowsSender>,
+) -> Result<Chain> {
     let operators = ids
         .iter()
         .map(|&id| {
@@ -300,7 +319,10 @@ fn build_chain(graph: &JobGraph, ids: &[NodeId], metrics: &[Arc<NodeMetrics>]) -
             Ok((factory.create()?, metrics[id].clone(), node.name.clone()))
         })
         .collect::<Result<_>>()?;
-    Ok(Chain { operators })
+    Ok(Chain {
+        operators,
+        late_rows: late_rows.clone(),
+    })
 }
 
 async fn catch_panics(

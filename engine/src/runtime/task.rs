@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::error::{EngineError, Result};
+use crate::late_rows::LateRowsSender;
 use crate::message::Message;
 use crate::metrics::NodeMetrics;
 use crate::operator::{Operator, Output};
@@ -23,6 +24,9 @@ use crate::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp};
 pub struct Chain {
     /// The operators, head first.
     pub operators: Vec<(Box<dyn Operator>, Arc<NodeMetrics>, String)>,
+    /// Where operators send the late rows they drop, when the job has a
+    /// dead-letter table.
+    pub late_rows: Option<LateRowsSender>,
 }
 
 impl Chain {
@@ -34,7 +38,8 @@ impl Chain {
             let input = if position == 0 { input } else { 0 };
             let mut next = Vec::with_capacity(current.len());
             for message in current.drain(..) {
-                let mut output = Output::new(&mut next, metrics);
+                let mut output =
+                    Output::new(&mut next, metrics).with_late_rows(self.late_rows.as_ref(), name);
                 let result = match message {
                     Message::Batch(batch) => {
                         NodeMetrics::add(&metrics.rows_in, batch.num_rows());

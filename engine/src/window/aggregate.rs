@@ -138,7 +138,7 @@ impl Operator for WindowAggregateOperator {
                 .map(|&e| Some(!window_fired(e, wm)))
                 .collect();
             let late = keep.false_count();
-            NodeMetrics::add(&out.metrics().rows_late, late);
+            out.drop_late(&batch, &keep, "window already fired", wm)?;
             if late == ends.len() {
                 return Ok(());
             }

@@ -888,10 +888,18 @@ impl Operator for SessionWindowAggregateOperator {
             .intern_keys(&input, &mut key_ids)
             .and_then(|()| self.assign(times.values(), &key_ids));
         self.key_ids = key_ids;
-        let plan = assigned?;
+        let mut plan = assigned?;
 
         let kept = plan.groups.len();
-        NodeMetrics::add(&out.metrics().rows_late, rows - kept);
+        let keep = (kept < rows).then(|| BooleanArray::from(std::mem::take(&mut plan.keep)));
+        if let Some(keep) = &keep {
+            out.drop_late(
+                &batch,
+                keep,
+                "the row's session already fired",
+                self.watermark,
+            )?;
+        }
         NodeMetrics::add(&out.metrics().rows_aggregated, kept);
         if kept == 0 {
             return Ok(());
@@ -905,10 +913,9 @@ impl Operator for SessionWindowAggregateOperator {
                 .collect::<Result<Vec<_>, _>>()?;
             self.young.keys.push(piece);
         }
-        let input = if kept < rows {
-            input.filter(&BooleanArray::from(plan.keep))?
-        } else {
-            input
+        let input = match &keep {
+            Some(keep) => input.filter(keep)?,
+            None => input,
         };
         let total = self.young.groups;
         for ((acc, args), filter) in self

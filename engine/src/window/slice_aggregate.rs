@@ -226,7 +226,7 @@ impl Operator for SlicedWindowAggregateOperator {
                 store.accepts(values[i], wm)
             }));
             let late = keep.false_count();
-            NodeMetrics::add(&out.metrics().rows_late, late);
+            out.drop_late(&batch, &keep, "every window of the row already fired", wm)?;
             if late == ends.len() {
                 return Ok(());
             }

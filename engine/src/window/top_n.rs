@@ -290,7 +290,7 @@ impl WindowTopNOperator {
     fn buffer(&mut self, end: Timestamp, batch: RecordBatch, out: &mut Output<'_>) {
         if window_fired(end, self.watermark) {
             // The window already fired: its rank is final.
-            NodeMetrics::add(&out.metrics().rows_late, batch.num_rows());
+            out.drop_late_batch(&batch, "window already ranked", self.watermark);
         } else if batch.num_rows() > 0 {
             self.windows.entry(end).or_default().push(batch);
         }
