@@ -103,6 +103,7 @@ impl TableDef {
             schema: self.schema.clone(),
             options: self.options.clone(),
             time_column: self.watermark.as_ref().map(|w| w.column.clone()),
+            primary_key: self.primary_key.clone(),
         }
     }
 }
