@@ -251,6 +251,7 @@ mod tests {
             ]
             .into(),
             time_column: None,
+            primary_key: Vec::new(),
         };
         let f = PrintSinkFactory::new(&table).unwrap();
         assert_eq!(f.explain(), vec!["connector=print", "print-identifier=x"]);

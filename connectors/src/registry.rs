@@ -286,6 +286,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             time_column: None,
+            primary_key: Vec::new(),
         }
     }
 

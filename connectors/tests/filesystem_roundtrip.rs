@@ -30,6 +30,7 @@ fn spec(schema: SchemaRef, options: &[(&str, &str)]) -> TableSpec {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect::<BTreeMap<_, _>>(),
         time_column: None,
+        primary_key: Vec::new(),
     }
 }
 

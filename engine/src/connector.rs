@@ -21,6 +21,10 @@ pub struct TableSpec {
     pub options: BTreeMap<String, String>,
     /// The column that carries event time, when the table declares a watermark.
     pub time_column: Option<String>,
+    /// The `PRIMARY KEY (...) NOT ENFORCED` columns, in declaration order; empty
+    /// when the table declares none. Not enforced: the query writing the table
+    /// vouches that the key is unique, and upsert sinks key their changes by it.
+    pub primary_key: Vec<String>,
 }
 
 /// Turns table specs into sources and sinks.

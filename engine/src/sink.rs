@@ -34,6 +34,13 @@ pub trait SinkFactory: Send + Sync {
         false
     }
 
+    /// For a sink that refuses changelogs but could take one when configured
+    /// differently: what to change (e.g. an option to set), quoted by the
+    /// planner when it refuses an updating query. `None` by default.
+    fn changelog_hint(&self) -> Option<String> {
+        None
+    }
+
     /// Opens the writer of one parallel instance (instances must not overwrite
     /// each other's output, e.g. part files carry the instance index).
     fn create(&self, split: crate::source::Split) -> Result<Box<dyn Sink>>;

@@ -113,6 +113,7 @@ impl TableDef {
             schema: self.schema.clone(),
             options,
             time_column: self.watermark.as_ref().map(|w| w.column.clone()),
+            primary_key: self.primary_key.clone(),
         }
     }
 }

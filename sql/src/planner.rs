@@ -368,10 +368,14 @@ impl<'a> Planner<'a> {
             )));
         }
         if planned.changelog && !sink.accepts_changelog() {
+            let hint = sink
+                .changelog_hint()
+                .map(|h| format!("{h}, "))
+                .unwrap_or_default();
             return Err(SqlError::Plan(format!(
                 "'{sink_name}' is an append-only sink, but the query produces updates \
                  (a GROUP BY without window_start, window_end changes earlier results); \
-                 write it to a sink that takes a changelog (print, blackhole, or the API), \
+                 {hint}write it to a sink that takes a changelog (print, blackhole, or the API), \
                  or aggregate over a window TVF"
             )));
         }

@@ -3,12 +3,17 @@
 //! rolling part files, both in a [`FormatConfig`] format.
 //!
 //! Options: `'path'` (required), `'format'` (required: `csv` | `json`), the
-//! format's `csv.*` / `json.*` options, and `'sink.rolling-policy.file-size'`.
+//! format's `csv.*` / `json.*` options, `'sink.rolling-policy.file-size'`, and
+//! the sink's changelog options `'sink.changelog-mode'` and
+//! `'sink.changelog.op-column'` ([`changelog`]).
 
+pub mod changelog;
 mod part_file;
 mod sink;
 mod source;
+mod upsert_compaction;
 
+pub use changelog::{ChangelogConfig, ChangelogMode};
 pub use sink::FileSinkFactory;
 pub use source::FileSourceFactory;
 
@@ -37,6 +42,8 @@ pub struct FileSystemConfig {
     pub format: FormatConfig,
     /// Part file size limit in bytes for the sink.
     pub rolling_file_size: u64,
+    /// What the sink writes of an updating query.
+    pub changelog: ChangelogConfig,
 }
 
 impl FileSystemConfig {
@@ -46,16 +53,19 @@ impl FileSystemConfig {
         let format = FormatConfig::from_options(options)?;
         let mut known = vec![CONNECTOR, PATH, FORMAT, ROLLING_FILE_SIZE];
         known.extend_from_slice(format.option_keys());
+        known.extend_from_slice(changelog::OPTION_KEYS);
         options.check_known(IDENTIFIER, &known)?;
         let rolling_file_size =
             options.memory_size_or(ROLLING_FILE_SIZE, DEFAULT_ROLLING_FILE_SIZE)?;
         if rolling_file_size == 0 {
             return Err(options.error(ROLLING_FILE_SIZE, "must be greater than 0"));
         }
+        let changelog = ChangelogConfig::from_options(options)?;
         Ok(FileSystemConfig {
             path: PathBuf::from(path),
             format,
             rolling_file_size,
+            changelog,
         })
     }
 }

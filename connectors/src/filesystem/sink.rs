@@ -13,6 +13,15 @@
 //! Parallel instances write into the same directory: each has its own run id,
 //! in-progress file and part counter, and its part names carry its instance
 //! index (`part-<run id>-<instance>-<counter>`), so instances never collide.
+//!
+//! With `'sink.changelog-mode'` = `'all'` or `'upsert'` ([`super::changelog`]) the
+//! sink takes updating queries: every row is written with an op column first
+//! ([`OpColumnEncoder`]); in `upsert` mode `-U` rows are dropped and the rest
+//! pass through an [`UpsertCompactor`], so runs of up to
+//! [`COMPACTION_ROWS`] buffered changes are written as one row per primary key.
+//! Buffered changes are written before the part is committed. The `__row_kind`
+//! column of a changelog is never written as data; an `append` sink refuses a
+//! changelog batch.
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -22,14 +31,18 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use watershed_engine::EngineError;
+use watershed_engine::changelog::is_changelog;
 use watershed_engine::connector::TableSpec;
 use watershed_engine::sink::{Sink, SinkFactory};
 use watershed_engine::source::Split;
 
+use super::changelog::{CHANGELOG_MODE, ChangelogMode};
 use super::part_file::PartFileNames;
+use super::upsert_compaction::{COMPACTION_ROWS, UpsertCompactor};
 use super::{FileSystemConfig, IDENTIFIER};
 use crate::explain::explain_options;
 use crate::format::BatchEncoder;
+use crate::format::changelog::OpColumnEncoder;
 use crate::options::TableOptions;
 
 /// Write buffer per open part file.
@@ -41,19 +54,37 @@ pub struct FileSinkFactory {
     table: String,
     schema: SchemaRef,
     config: FileSystemConfig,
+    /// Positions of the primary key columns (upsert mode only).
+    key_columns: Vec<usize>,
     explain: Vec<String>,
 }
 
 impl FileSinkFactory {
-    /// Validates the table's options.
+    /// Validates the table's options, and for a changelog mode the op column's
+    /// name and (upsert) the primary key.
     pub fn new(table: &TableSpec) -> Result<Self, EngineError> {
         let options = TableOptions::from_spec(table);
         let config = FileSystemConfig::from_options(&options)?;
+        let key_columns = config.changelog.key_columns(table)?;
         Ok(FileSinkFactory {
             table: table.name.clone(),
             schema: table.schema.clone(),
             config,
+            key_columns,
             explain: explain_options(IDENTIFIER, &table.options),
+        })
+    }
+
+    fn encoder(&self) -> Result<Box<dyn BatchEncoder>, EngineError> {
+        let changelog = &self.config.changelog;
+        Ok(match changelog.mode {
+            ChangelogMode::Append => self.config.format.encoder(&self.schema)?,
+            mode => Box::new(OpColumnEncoder::new(
+                &self.config.format,
+                &self.schema,
+                &changelog.op_column,
+                mode == ChangelogMode::Upsert,
+            )?),
         })
     }
 
@@ -66,6 +97,18 @@ impl FileSinkFactory {
 impl SinkFactory for FileSinkFactory {
     fn explain(&self) -> Vec<String> {
         self.explain.clone()
+    }
+
+    fn accepts_changelog(&self) -> bool {
+        self.config.changelog.mode.accepts_changelog()
+    }
+
+    fn changelog_hint(&self) -> Option<String> {
+        Some(format!(
+            "set '{CHANGELOG_MODE}' = 'all' (every change, with an op column) or 'upsert' \
+             (changes by PRIMARY KEY) in the WITH options of filesystem table '{}'",
+            self.table
+        ))
     }
 
     /// Creates the output directory if needed and a writer with a fresh run id,
@@ -89,11 +132,22 @@ impl SinkFactory for FileSinkFactory {
                 e,
             )
         })?;
+        let compactor = match self.config.changelog.mode {
+            ChangelogMode::Upsert => Some(UpsertCompactor::new(
+                &self.table,
+                &self.schema,
+                self.key_columns.clone(),
+                COMPACTION_ROWS,
+            )?),
+            _ => None,
+        };
         Ok(Box::new(FileSink {
             table: self.table.clone(),
             dir: dir.clone(),
             names: PartFileNames::new(split.index),
-            encoder: self.config.format.encoder(&self.schema)?,
+            encoder: self.encoder()?,
+            mode: self.config.changelog.mode,
+            compactor,
             buffer: Vec::new(),
             current: None,
             next_part: 0,
@@ -115,6 +169,9 @@ struct FileSink {
     dir: PathBuf,
     names: PartFileNames,
     encoder: Box<dyn BatchEncoder>,
+    mode: ChangelogMode,
+    /// Upsert mode: changes held until a compacted run is written.
+    compactor: Option<UpsertCompactor>,
     buffer: Vec<u8>,
     current: Option<OpenPart>,
     next_part: u64,
@@ -158,16 +215,15 @@ impl FileSink {
         std::fs::rename(&part.hidden, &visible)
             .map_err(|e| self.io_error("commit part file", &part.hidden, e))
     }
-}
 
-#[async_trait]
-impl Sink for FileSink {
-    async fn write_batch(&mut self, batch: RecordBatch) -> Result<(), EngineError> {
-        if batch.num_rows() == 0 {
+    /// Encodes `batch` and appends it to the current part, rolling to a new
+    /// part first when it would grow past the size limit.
+    fn write_rows(&mut self, batch: &RecordBatch) -> Result<(), EngineError> {
+        self.buffer.clear();
+        self.encoder.encode(batch, &mut self.buffer)?;
+        if self.buffer.is_empty() {
             return Ok(());
         }
-        self.buffer.clear();
-        self.encoder.encode(&batch, &mut self.buffer)?;
         let len = self.buffer.len() as u64;
         let full = self
             .current
@@ -187,7 +243,44 @@ impl Sink for FileSink {
         written.map_err(|e| self.io_error("write", &hidden, e))
     }
 
+    /// Writes what the compactor holds, if anything.
+    fn drain_compactor(&mut self) -> Result<(), EngineError> {
+        let run = match self.compactor.as_mut() {
+            Some(compactor) => compactor.drain()?,
+            None => None,
+        };
+        match run {
+            Some(run) => self.write_rows(&run),
+            None => Ok(()),
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for FileSink {
+    async fn write_batch(&mut self, batch: RecordBatch) -> Result<(), EngineError> {
+        if batch.num_rows() == 0 {
+            return Ok(());
+        }
+        if self.mode == ChangelogMode::Append && is_changelog(batch.schema_ref()) {
+            return Err(EngineError::Config(format!(
+                "table '{}': the filesystem sink is append-only but received a changelog; \
+                 set '{CHANGELOG_MODE}' = 'all' or 'upsert'",
+                self.table
+            )));
+        }
+        let Some(compactor) = self.compactor.as_mut() else {
+            return self.write_rows(&batch);
+        };
+        compactor.push(&batch)?;
+        if compactor.is_full() {
+            self.drain_compactor()?;
+        }
+        Ok(())
+    }
+
     async fn finish(&mut self) -> Result<(), EngineError> {
+        self.drain_compactor()?;
         self.commit_current()
     }
 }
@@ -199,6 +292,7 @@ mod tests {
     use datafusion::arrow::datatypes::{DataType, Field, Schema};
     use std::collections::BTreeMap;
     use std::sync::Arc;
+    use watershed_engine::changelog::{RowKind, append_row_kind};
 
     fn spec(path: &Path, extra: &[(&str, &str)]) -> TableSpec {
         let mut options: BTreeMap<String, String> = [
@@ -220,6 +314,7 @@ mod tests {
             ])),
             options,
             time_column: None,
+            primary_key: Vec::new(),
         }
     }
 
@@ -328,6 +423,145 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let factory = FileSinkFactory::new(&spec(dir.path(), &[])).unwrap();
         let mut sink = factory.create(Split::SINGLE).unwrap();
+        sink.finish().await.unwrap();
+        assert!(listing(dir.path()).is_empty());
+    }
+
+    /// Rows `(id, name)` with their row kinds, as an updating query emits them.
+    fn changes(rows: &[(i64, &str, RowKind)]) -> RecordBatch {
+        let ids: ArrayRef = Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0)));
+        let names: ArrayRef = Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.1)));
+        let data = RecordBatch::try_from_iter([("id", ids), ("name", names)]).unwrap();
+        let kinds: Vec<RowKind> = rows.iter().map(|r| r.2).collect();
+        append_row_kind(&data, &kinds).unwrap()
+    }
+
+    /// The text of every committed part file, in name order.
+    fn written(dir: &Path) -> String {
+        listing(dir)
+            .iter()
+            .map(|f| {
+                assert!(f.starts_with("part-"), "{f}");
+                std::fs::read_to_string(dir.join(f)).unwrap()
+            })
+            .collect()
+    }
+
+    async fn write_all(factory: &FileSinkFactory, batches: Vec<RecordBatch>) {
+        let mut sink = factory.create(Split::SINGLE).unwrap();
+        for b in batches {
+            sink.write_batch(b).await.unwrap();
+        }
+        sink.finish().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn mode_all_writes_every_change_with_its_op_first() {
+        use RowKind::*;
+        let dir = tempfile::tempdir().unwrap();
+        let factory =
+            FileSinkFactory::new(&spec(dir.path(), &[("sink.changelog-mode", "all")])).unwrap();
+        assert!(factory.accepts_changelog());
+        let batches = vec![
+            changes(&[(1, "a", Insert), (2, "b", Insert)]),
+            changes(&[
+                (1, "a", UpdateBefore),
+                (1, "c", UpdateAfter),
+                (2, "b", Delete),
+            ]),
+            // Append-only rows are inserts.
+            batch(7, 1),
+        ];
+        write_all(&factory, batches).await;
+        assert_eq!(
+            written(dir.path()),
+            "+I,1,a\n+I,2,b\n-U,1,a\n+U,1,c\n-D,2,b\n+I,7,name-7\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn mode_all_json_has_the_op_as_first_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = spec(
+            dir.path(),
+            &[
+                ("sink.changelog-mode", "all"),
+                ("sink.changelog.op-column", "kind"),
+            ],
+        );
+        table.options.insert("format".into(), "json".into());
+        let factory = FileSinkFactory::new(&table).unwrap();
+        write_all(&factory, vec![changes(&[(1, "a", RowKind::UpdateBefore)])]).await;
+        assert_eq!(
+            written(dir.path()),
+            "{\"kind\":\"-U\",\"id\":1,\"name\":\"a\"}\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn mode_upsert_writes_the_last_change_per_key() {
+        use RowKind::*;
+        let dir = tempfile::tempdir().unwrap();
+        let mut table = spec(dir.path(), &[("sink.changelog-mode", "upsert")]);
+        table.primary_key = vec!["id".into()];
+        let factory = FileSinkFactory::new(&table).unwrap();
+        assert!(factory.accepts_changelog());
+        let batches = vec![
+            changes(&[(1, "a", Insert), (2, "b", Insert), (3, "x", Insert)]),
+            changes(&[
+                (1, "a", UpdateBefore),
+                (1, "c", UpdateAfter),
+                (2, "b", Delete),
+            ]),
+            changes(&[(1, "c", UpdateBefore), (1, "d", UpdateAfter)]),
+        ];
+        let mut sink = factory.create(Split::SINGLE).unwrap();
+        for b in batches {
+            sink.write_batch(b).await.unwrap();
+        }
+        // Changes are held for compaction; nothing is visible before the end.
+        assert!(listing(dir.path()).iter().all(|f| f.starts_with('.')));
+        sink.finish().await.unwrap();
+        assert_eq!(written(dir.path()), "+I,3,x\n-D,2,b\n+U,1,d\n");
+    }
+
+    #[test]
+    fn upsert_without_primary_key_is_refused_at_creation() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = FileSinkFactory::new(&spec(dir.path(), &[("sink.changelog-mode", "upsert")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("table 'out': option 'sink.changelog-mode' = 'upsert'"),
+            "{err}"
+        );
+        assert!(err.contains("PRIMARY KEY"), "{err}");
+        let err = FileSinkFactory::new(&spec(dir.path(), &[("sink.changelog-mode", "yes")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected 'append'"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn append_mode_refuses_changelogs_and_names_the_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let factory = FileSinkFactory::new(&spec(dir.path(), &[])).unwrap();
+        assert!(!factory.accepts_changelog());
+        let hint = factory.changelog_hint().unwrap();
+        assert!(
+            hint.contains("'sink.changelog-mode' = 'all'") && hint.contains("'out'"),
+            "{hint}"
+        );
+        let mut sink = factory.create(Split::SINGLE).unwrap();
+        let err = sink
+            .write_batch(changes(&[(1, "a", RowKind::Insert)]))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("append-only") && err.contains("sink.changelog-mode"),
+            "{err}"
+        );
         sink.finish().await.unwrap();
         assert!(listing(dir.path()).is_empty());
     }

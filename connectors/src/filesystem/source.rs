@@ -26,6 +26,7 @@ use watershed_engine::EngineError;
 use watershed_engine::connector::TableSpec;
 use watershed_engine::source::{Source, SourceContext, SourceFactory, Split};
 
+use super::changelog::{CHANGELOG_MODE, ChangelogMode};
 use super::{FileSystemConfig, IDENTIFIER};
 use crate::explain::explain_options;
 use crate::format::types::ColumnType;
@@ -50,6 +51,17 @@ impl FileSourceFactory {
     pub fn new(table: &TableSpec) -> Result<Self, EngineError> {
         let options = TableOptions::from_spec(table);
         let config = FileSystemConfig::from_options(&options)?;
+        if config.changelog.mode != ChangelogMode::Append {
+            return Err(options.error(
+                CHANGELOG_MODE,
+                format!(
+                    "the filesystem source reads plain rows, not changelog files; to read \
+                     them, declare another table over the same path with the op column \
+                     first ('{} STRING') and without '{CHANGELOG_MODE}'",
+                    config.changelog.op_column
+                ),
+            ));
+        }
         ColumnType::for_schema(&table.name, &table.schema)?;
         Ok(FileSourceFactory {
             table: table.name.clone(),
@@ -248,6 +260,7 @@ mod tests {
             ])),
             options,
             time_column: None,
+            primary_key: Vec::new(),
         }
     }
 
@@ -363,6 +376,24 @@ mod tests {
         let err = factory.create(Split::SINGLE).err().unwrap().to_string();
         assert!(err.starts_with("table 't': cannot read path '"), "{err}");
         assert!(err.contains("nope.csv"), "{err}");
+    }
+
+    #[test]
+    fn changelog_tables_are_not_read_as_plain_rows() {
+        let mut table = spec(Path::new("out/balances"), "csv");
+        table
+            .options
+            .insert("sink.changelog-mode".into(), "all".into());
+        let err = FileSourceFactory::new(&table).unwrap_err().to_string();
+        assert!(
+            err.starts_with("table 't': option 'sink.changelog-mode' = 'all'"),
+            "{err}"
+        );
+        assert!(err.contains("'op STRING'"), "{err}");
+        table
+            .options
+            .insert("sink.changelog-mode".into(), "append".into());
+        assert!(FileSourceFactory::new(&table).is_ok());
     }
 
     #[test]

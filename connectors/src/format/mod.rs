@@ -6,8 +6,10 @@
 //! stream) and [`BatchEncoder`]s. The building blocks: [`types`] (supported
 //! column types), [`decode`] / [`decimal`] / [`datetime`] (one field),
 //! [`row_builder`] (atomic rows into batches), [`malformed`] (fail or skip),
-//! [`text`] (value rendering for encoders).
+//! [`text`] (value rendering for encoders), [`changelog`] (changelog rows with
+//! an op column).
 
+pub mod changelog;
 pub mod csv;
 pub mod datetime;
 pub mod decimal;

@@ -154,6 +154,7 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<BTreeMap<_, _>>(),
             time_column: Some("event_time".into()),
+            primary_key: Vec::new(),
         }
     }
 
