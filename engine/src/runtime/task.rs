@@ -144,9 +144,10 @@ impl Channel {
 /// Per-channel watermarks, idleness and end-of-input of a task's inputs.
 ///
 /// The combined watermark is the minimum over the channels that are not idle
-/// (ended channels count as `MAX_WATERMARK`); while every open channel is idle
-/// it does not move. A channel becomes active again with its next batch or
-/// watermark, as in Flink.
+/// (ended channels count as `MAX_WATERMARK`). When every open channel is idle it
+/// becomes the maximum over them (nothing else will move it; Flink's valve does
+/// the same). A channel becomes active again with its next batch or watermark,
+/// and the combined watermark never goes back.
 pub struct InputTracker {
     /// Per input, per sender.
     channels: Vec<Vec<Channel>>,
@@ -226,20 +227,29 @@ impl InputTracker {
     }
 
     fn advance(&mut self) -> Option<Timestamp> {
-        if self.all_idle() {
-            return None;
-        }
-        let min = self
-            .channels
-            .iter()
-            .flatten()
-            .filter(|c| !c.idle)
-            .map(|c| c.watermark)
-            .min()
-            .unwrap_or(MAX_WATERMARK);
-        if min > self.combined {
-            self.combined = min;
-            Some(min)
+        let next = if self.all_idle() {
+            // Nothing will advance any more until a channel speaks again: flush
+            // to the highest watermark any open channel reached, as Flink's
+            // valve does when all its inputs are idle.
+            self.channels
+                .iter()
+                .flatten()
+                .filter(|c| !c.ended())
+                .map(|c| c.watermark)
+                .max()
+                .unwrap_or(MIN_WATERMARK)
+        } else {
+            self.channels
+                .iter()
+                .flatten()
+                .filter(|c| !c.idle)
+                .map(|c| c.watermark)
+                .min()
+                .unwrap_or(MAX_WATERMARK)
+        };
+        if next > self.combined {
+            self.combined = next;
+            Some(next)
         } else {
             None
         }
@@ -376,11 +386,13 @@ mod tests {
     }
 
     #[test]
-    fn when_every_open_channel_is_idle_the_watermark_stays() {
+    fn when_every_open_channel_is_idle_the_highest_watermark_is_flushed() {
         let mut t = InputTracker::new(&[2]);
         assert_eq!(t.watermark(0, 0, 100).unwrap(), None);
+        // Sender 0 goes idle first, while sender 1 has said nothing: no move.
         assert_eq!(t.idle(0, 0).unwrap(), None);
-        assert_eq!(t.idle(0, 1).unwrap(), None);
+        // Now both are idle: flush to the highest watermark reached.
+        assert_eq!(t.idle(0, 1).unwrap(), Some(100));
         assert!(t.all_idle());
         // An ended channel is not idle, and ending the other one ends all.
         assert_eq!(t.end(0, 0).unwrap(), None);
