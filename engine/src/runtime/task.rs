@@ -102,6 +102,11 @@ pub async fn run_source_task(
 pub struct InputTracker {
     /// Watermark per input, per sender; `MAX_WATERMARK` once the sender ended.
     watermarks: Vec<Vec<Timestamp>>,
+    /// Whether each sender has sent its end. Kept apart from the watermarks:
+    /// a bounded source sends the maximum watermark just before its end, and a
+    /// task that took that for the end would stop while the sender still has
+    /// its end to deliver (which then fails on the closed channel).
+    ended: Vec<Vec<bool>>,
     combined: Timestamp,
 }
 
@@ -113,6 +118,7 @@ impl InputTracker {
                 .iter()
                 .map(|&n| vec![MIN_WATERMARK; n])
                 .collect(),
+            ended: senders_per_input.iter().map(|&n| vec![false; n]).collect(),
             combined: MIN_WATERMARK,
         }
     }
@@ -141,15 +147,15 @@ impl InputTracker {
     /// Records the end of a sender; returns the new combined watermark if it advanced.
     pub fn end(&mut self, input: usize, sender: usize) -> Result<Option<Timestamp>> {
         *self.slot(input, sender)? = MAX_WATERMARK;
+        if let Some(ended) = self.ended.get_mut(input).and_then(|i| i.get_mut(sender)) {
+            *ended = true;
+        }
         Ok(self.advance())
     }
 
-    /// True when every sender of every input has ended.
+    /// True when every sender of every input has sent its end.
     pub fn all_ended(&self) -> bool {
-        self.watermarks
-            .iter()
-            .flatten()
-            .all(|&w| w == MAX_WATERMARK)
+        self.ended.iter().flatten().all(|&ended| ended)
     }
 
     fn advance(&mut self) -> Option<Timestamp> {
@@ -243,4 +249,34 @@ pub async fn run_sink_task(
         }
     }
     Err(EngineError::ChannelClosed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_maximum_watermark_is_not_the_end() {
+        let mut tracker = InputTracker::new(&[2]);
+        assert_eq!(tracker.watermark(0, 0, MAX_WATERMARK).unwrap(), None);
+        assert_eq!(tracker.end(0, 1).unwrap(), Some(MAX_WATERMARK));
+        assert!(
+            !tracker.all_ended(),
+            "sender 0 sent the maximum watermark but not its end"
+        );
+        assert_eq!(tracker.end(0, 0).unwrap(), None);
+        assert!(tracker.all_ended());
+    }
+
+    #[test]
+    fn the_combined_watermark_is_the_minimum_over_senders_of_all_inputs() {
+        let mut tracker = InputTracker::new(&[2, 1]);
+        assert_eq!(tracker.watermark(0, 0, 10).unwrap(), None);
+        assert_eq!(tracker.watermark(0, 1, 5).unwrap(), None);
+        assert_eq!(tracker.watermark(1, 0, 7).unwrap(), Some(5));
+        assert_eq!(tracker.end(0, 1).unwrap(), Some(7));
+        assert_eq!(tracker.end(1, 0).unwrap(), Some(10));
+        assert!(!tracker.all_ended());
+        assert!(tracker.watermark(2, 0, 1).is_err(), "no input 2");
+    }
 }
