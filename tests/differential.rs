@@ -18,18 +18,6 @@ fn tumble(size: &str) -> String {
     format!("TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL {size}))")
 }
 
-/// The batch oracle's stand-in for TUMBLE: window columns from `date_bin`.
-fn tumble_oracle(size_ms: i64) -> String {
-    format!(
-        "(SELECT *, \
-            date_bin(INTERVAL '{size_ms} milliseconds', event_time, TIMESTAMP '1970-01-01 00:00:00') AS window_start, \
-            date_bin(INTERVAL '{size_ms} milliseconds', event_time, TIMESTAMP '1970-01-01 00:00:00') + INTERVAL '{size_ms} milliseconds' AS window_end, \
-            date_bin(INTERVAL '{size_ms} milliseconds', event_time, TIMESTAMP '1970-01-01 00:00:00') + INTERVAL '{} milliseconds' AS window_time \
-          FROM payments) AS w",
-        size_ms - 1
-    )
-}
-
 async fn check(label: &str, template: &str, size: &str, size_ms: i64) {
     check_against(label, template, template, size, size_ms).await;
 }
@@ -185,35 +173,6 @@ async fn tumble_decimal_avg_rounds_half_up_like_flink() {
     assert_same_rows("decimal_avg", &streaming, &expected);
 }
 
-/// The batch oracle's stand-in for HOP: each row joined with the `size / slide`
-/// windows that contain it, computed in milliseconds.
-fn hop_oracle(slide_ms: i64, size_ms: i64) -> String {
-    let ks: Vec<String> = (0..size_ms / slide_ms).map(|k| format!("({k})")).collect();
-    let start = format!(
-        "CAST(p.event_time AS BIGINT) - CAST(p.event_time AS BIGINT) % {slide_ms} - o.k * {slide_ms}"
-    );
-    format!(
-        "(SELECT p.*, to_timestamp_millis({start}) AS window_start, \
-                to_timestamp_millis({start} + {size_ms}) AS window_end \
-          FROM payments p CROSS JOIN (VALUES {}) AS o(k)) AS w",
-        ks.join(", ")
-    )
-}
-
-/// The batch oracle's stand-in for CUMULATE: each row joined with every window
-/// `[s, s + j * step)` of its max-size window that contains it.
-fn cumulate_oracle(step_ms: i64, max_ms: i64) -> String {
-    let js: Vec<String> = (1..=max_ms / step_ms).map(|j| format!("({j})")).collect();
-    let s = format!("(CAST(p.event_time AS BIGINT) - CAST(p.event_time AS BIGINT) % {max_ms})");
-    format!(
-        "(SELECT p.*, to_timestamp_millis({s}) AS window_start, \
-                to_timestamp_millis({s} + o.j * {step_ms}) AS window_end \
-          FROM payments p CROSS JOIN (VALUES {}) AS o(j) \
-          WHERE {s} + o.j * {step_ms} > CAST(p.event_time AS BIGINT)) AS w",
-        js.join(", ")
-    )
-}
-
 async fn check_window(label: &str, template: &str, tvf: &str, oracle_from: &str) {
     let (schema, batches) = payments(ROWS, 17, 0.0);
     let ctx = stream_context(&schema, &batches);
@@ -261,20 +220,18 @@ async fn cumulate_windows_match_batch() {
 async fn session_windows_match_batch() {
     // Oracle: sessionize with LAG over each card's rows in time order; a gap
     // larger than 30 s starts a new session (rows exactly 30 s apart touch).
-    let oracle = "WITH ms AS (SELECT *, CAST(event_time AS BIGINT) AS t FROM payments), \
-        flagged AS (SELECT *, CASE WHEN t - LAG(t) OVER (PARTITION BY card_id ORDER BY t) <= 30000 \
-                    THEN 0 ELSE 1 END AS new_session FROM ms), \
-        numbered AS (SELECT *, SUM(new_session) OVER (PARTITION BY card_id ORDER BY t \
-                     ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid FROM flagged) \
-        SELECT to_timestamp_millis(MIN(t)), to_timestamp_millis(MAX(t) + 30000), card_id, \
-               COUNT(*), SUM(amount), MAX(amount) FROM numbered GROUP BY card_id, sid";
+    let oracle = format!(
+        "SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount) \
+         FROM {} GROUP BY window_start, window_end, card_id",
+        session_oracle("card_id", 30_000)
+    );
     let query = "SELECT window_start, window_end, card_id, COUNT(*) AS n, SUM(amount) AS total, \
         MAX(amount) AS hi FROM TABLE(SESSION(TABLE payments PARTITION BY card_id, \
         DESCRIPTOR(event_time), INTERVAL '30' SECOND)) GROUP BY window_start, window_end, card_id";
     let (schema, batches) = payments(ROWS, 23, 0.0);
     let ctx = stream_context(&schema, &batches);
     let streaming = stream_rows(&ctx, query).await;
-    let batch = batch_rows(&schema, &batches, oracle).await;
+    let batch = batch_rows(&schema, &batches, &oracle).await;
     assert!(
         batch.len() > 100,
         "expected many sessions, got {}",

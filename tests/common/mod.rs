@@ -35,14 +35,22 @@ pub fn payments(rows: usize, seed: u64, late_percent: f64) -> (SchemaRef, Vec<Re
 /// A streaming context with `payments` registered in memory, with
 /// `WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND`.
 pub fn stream_context(schema: &SchemaRef, batches: &[RecordBatch]) -> StreamContext {
+    stream_context_of(&[("payments", schema.clone(), batches.to_vec())])
+}
+
+/// A streaming context with each `(name, schema, batches)` registered in memory,
+/// with `WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND`.
+pub fn stream_context_of(tables: &[(&str, SchemaRef, Vec<RecordBatch>)]) -> StreamContext {
     let ctx = StreamContext::new();
-    ctx.register_batches(
-        "payments",
-        schema.clone(),
-        batches.to_vec(),
-        Some(("event_time", BOUND_MS)),
-    )
-    .expect("register payments");
+    for (name, schema, batches) in tables {
+        ctx.register_batches(
+            name,
+            schema.clone(),
+            batches.clone(),
+            Some(("event_time", BOUND_MS)),
+        )
+        .unwrap_or_else(|e| panic!("register {name}: {e}"));
+    }
     ctx
 }
 
@@ -61,10 +69,21 @@ pub async fn stream_rows(ctx: &StreamContext, sql: &str) -> Vec<String> {
 
 /// Runs a query as a DataFusion batch query over the same batches.
 pub async fn batch_rows(schema: &SchemaRef, batches: &[RecordBatch], sql: &str) -> Vec<String> {
+    batch_rows_of(&[("payments", schema.clone(), batches.to_vec())], sql).await
+}
+
+/// Runs a query as a DataFusion batch query over in-memory tables
+/// `(name, schema, batches)`.
+pub async fn batch_rows_of(
+    tables: &[(&str, SchemaRef, Vec<RecordBatch>)],
+    sql: &str,
+) -> Vec<String> {
     let ctx = SessionContext::new();
-    let table = MemTable::try_new(schema.clone(), vec![batches.to_vec()]).expect("memtable");
-    ctx.register_table("payments", Arc::new(table))
-        .expect("register");
+    for (name, schema, batches) in tables {
+        let table = MemTable::try_new(schema.clone(), vec![batches.clone()]).expect("memtable");
+        ctx.register_table(*name, Arc::new(table))
+            .expect("register");
+    }
     let df = ctx
         .sql(sql)
         .await
@@ -97,22 +116,112 @@ pub fn rows_as_text(batches: &[RecordBatch]) -> Vec<String> {
 
 /// Asserts two sorted row sets are equal, showing the first differences.
 pub fn assert_same_rows(label: &str, streaming: &[String], batch: &[String]) {
-    if streaming == batch {
-        return;
+    if let Some(difference) = row_difference(label, streaming, batch) {
+        panic!("{difference}");
     }
-    let missing: Vec<&String> = batch
-        .iter()
-        .filter(|r| !streaming.contains(r))
-        .take(5)
-        .collect();
-    let extra: Vec<&String> = streaming
-        .iter()
-        .filter(|r| !batch.contains(r))
-        .take(5)
-        .collect();
-    panic!(
-        "{label}: streaming gave {} rows, batch gave {}\n  missing (first 5): {missing:#?}\n  unexpected (first 5): {extra:#?}",
+}
+
+/// `None` when two sorted row sets are equal as multisets, else a description
+/// of the first differences.
+pub fn row_difference(label: &str, streaming: &[String], batch: &[String]) -> Option<String> {
+    if streaming == batch {
+        return None;
+    }
+    let (missing, extra) = multiset_difference(batch, streaming);
+    Some(format!(
+        "{label}: streaming gave {} rows, batch gave {}\n  missing (first 5): {:#?}\n  unexpected (first 5): {:#?}",
         streaming.len(),
-        batch.len()
+        batch.len(),
+        &missing[..missing.len().min(5)],
+        &extra[..extra.len().min(5)],
+    ))
+}
+
+/// Rows of sorted `a` not matched in sorted `b`, and rows of `b` not matched in
+/// `a`, counting duplicates.
+fn multiset_difference<'a>(a: &'a [String], b: &'a [String]) -> (Vec<&'a String>, Vec<&'a String>) {
+    let (mut i, mut j) = (0, 0);
+    let (mut only_a, mut only_b) = (Vec::new(), Vec::new());
+    while i < a.len() || j < b.len() {
+        match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) if x == y => {
+                i += 1;
+                j += 1;
+            }
+            (Some(x), Some(y)) if x < y => {
+                only_a.push(x);
+                i += 1;
+            }
+            (Some(x), None) => {
+                only_a.push(x);
+                i += 1;
+            }
+            (_, Some(y)) => {
+                only_b.push(y);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    (only_a, only_b)
+}
+
+/// The batch oracle's stand-in for TUMBLE over `payments`: window columns from
+/// `date_bin`.
+pub fn tumble_oracle(size_ms: i64) -> String {
+    format!(
+        "(SELECT *, \
+            date_bin(INTERVAL '{size_ms} milliseconds', event_time, TIMESTAMP '1970-01-01 00:00:00') AS window_start, \
+            date_bin(INTERVAL '{size_ms} milliseconds', event_time, TIMESTAMP '1970-01-01 00:00:00') + INTERVAL '{size_ms} milliseconds' AS window_end, \
+            date_bin(INTERVAL '{size_ms} milliseconds', event_time, TIMESTAMP '1970-01-01 00:00:00') + INTERVAL '{} milliseconds' AS window_time \
+          FROM payments) AS w",
+        size_ms - 1
+    )
+}
+
+/// The batch oracle's stand-in for HOP over `payments`: each row joined with the
+/// `size / slide` windows that contain it, computed in milliseconds.
+pub fn hop_oracle(slide_ms: i64, size_ms: i64) -> String {
+    let ks: Vec<String> = (0..size_ms / slide_ms).map(|k| format!("({k})")).collect();
+    let start = format!(
+        "CAST(p.event_time AS BIGINT) - CAST(p.event_time AS BIGINT) % {slide_ms} - o.k * {slide_ms}"
     );
+    format!(
+        "(SELECT p.*, to_timestamp_millis({start}) AS window_start, \
+                to_timestamp_millis({start} + {size_ms}) AS window_end \
+          FROM payments p CROSS JOIN (VALUES {}) AS o(k)) AS w",
+        ks.join(", ")
+    )
+}
+
+/// The batch oracle's stand-in for CUMULATE over `payments`: each row joined with
+/// every window `[s, s + j * step)` of its max-size window that contains it.
+pub fn cumulate_oracle(step_ms: i64, max_ms: i64) -> String {
+    let js: Vec<String> = (1..=max_ms / step_ms).map(|j| format!("({j})")).collect();
+    let s = format!("(CAST(p.event_time AS BIGINT) - CAST(p.event_time AS BIGINT) % {max_ms})");
+    format!(
+        "(SELECT p.*, to_timestamp_millis({s}) AS window_start, \
+                to_timestamp_millis({s} + o.j * {step_ms}) AS window_end \
+          FROM payments p CROSS JOIN (VALUES {}) AS o(j) \
+          WHERE {s} + o.j * {step_ms} > CAST(p.event_time AS BIGINT)) AS w",
+        js.join(", ")
+    )
+}
+
+/// The batch oracle's stand-in for `SESSION(TABLE payments PARTITION BY key, ...,
+/// gap)`: each `key`'s rows in time order, a new session wherever the gap to the
+/// previous row exceeds `gap_ms` (rows exactly `gap_ms` apart touch), and every
+/// row gets its session's `[first, last + gap)` as window columns.
+pub fn session_oracle(key: &str, gap_ms: i64) -> String {
+    format!(
+        "(SELECT *, \
+                to_timestamp_millis(MIN(t) OVER (PARTITION BY {key}, sid)) AS window_start, \
+                to_timestamp_millis(MAX(t) OVER (PARTITION BY {key}, sid) + {gap_ms}) AS window_end \
+          FROM (SELECT *, SUM(new_session) OVER (PARTITION BY {key} ORDER BY t \
+                          ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid \
+                FROM (SELECT *, CASE WHEN t - LAG(t) OVER (PARTITION BY {key} ORDER BY t) <= {gap_ms} \
+                                THEN 0 ELSE 1 END AS new_session \
+                      FROM (SELECT *, CAST(event_time AS BIGINT) AS t FROM payments) AS ms) AS flagged \
+               ) AS numbered) AS w"
+    )
 }

@@ -133,11 +133,16 @@ struct Channel {
     watermark: Timestamp,
     /// Declared idle and silent since: left out of the minimum.
     idle: bool,
+    /// The sender has sent its end. Kept apart from the watermark: a bounded
+    /// source sends the maximum watermark just before its end, and a task that
+    /// took that for the end would stop while the sender still has its end to
+    /// deliver (which would then fail on the closed channel).
+    ended: bool,
 }
 
 impl Channel {
     fn ended(&self) -> bool {
-        self.watermark == MAX_WATERMARK
+        self.ended
     }
 }
 
@@ -160,6 +165,7 @@ impl InputTracker {
         let open = Channel {
             watermark: MIN_WATERMARK,
             idle: false,
+            ended: false,
         };
         InputTracker {
             channels: senders_per_input.iter().map(|&n| vec![open; n]).collect(),
@@ -207,6 +213,7 @@ impl InputTracker {
         let slot = self.slot(input, sender)?;
         slot.watermark = MAX_WATERMARK;
         slot.idle = false;
+        slot.ended = true;
         Ok(self.advance())
     }
 
@@ -368,6 +375,20 @@ mod tests {
         assert_eq!(t.watermark(0, 0, 30).unwrap(), Some(15));
         assert_eq!(t.end(1, 0).unwrap(), Some(20));
         assert!(!t.all_ended());
+    }
+
+    #[test]
+    fn the_maximum_watermark_is_not_the_end() {
+        let mut tracker = InputTracker::new(&[2]);
+        assert_eq!(tracker.watermark(0, 0, MAX_WATERMARK).unwrap(), None);
+        assert_eq!(tracker.end(0, 1).unwrap(), Some(MAX_WATERMARK));
+        assert!(
+            !tracker.all_ended(),
+            "sender 0 sent the maximum watermark but not its end"
+        );
+        assert_eq!(tracker.end(0, 0).unwrap(), None);
+        assert!(tracker.all_ended());
+        assert!(tracker.watermark(2, 0, 1).is_err(), "no input 2");
     }
 
     #[test]
