@@ -425,8 +425,12 @@ impl OperatorFactory for IntervalJoin {
             if let Some(residual) = &self.residual {
                 lines.push(format!("residual: {residual}"));
             }
+            let end = match self.left.schema.fields().get(self.left.time) {
+                Some(f) => offset_text(f.name(), self.left.time_offset_ms),
+                None => lt.clone(),
+            };
             let mut state = format!(
-                "state: rows of a window until the watermark reaches {lt} (the window fires); \
+                "state: a row until the watermark reaches its {end} (its window fires); \
                  rows of fired windows are late"
             );
             if let Some(padded) = padded {

@@ -870,7 +870,7 @@ fn window_join_uses_the_last_instant_of_the_window() {
     .unwrap();
     assert_eq!(join.name(), "WindowJoin");
     let text = join.explain().join("\n");
-    assert!(text.contains("left.window_end - 1 ms"), "{text}");
+    assert!(text.contains("its window_end - 1 ms"), "{text}");
     let mut op = join.operator().unwrap();
     let metrics = NodeMetrics::default();
     let mut messages = Vec::new();

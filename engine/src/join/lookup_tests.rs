@@ -452,7 +452,7 @@ fn refuses_joins_that_keep_unmatched_table_rows() {
         (JoinKind::Left, TableSide::Left),
         (JoinKind::Right, TableSide::Right),
     ] {
-        let err = make(kind, table).err().expect("refused").to_string();
+        let err = make(kind, table).expect_err("refused").to_string();
         assert!(err.contains("table"), "{err}");
     }
     assert!(make(JoinKind::Left, TableSide::Right).is_ok());
