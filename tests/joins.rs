@@ -358,6 +358,37 @@ async fn window_join_output_can_be_aggregated_by_window() {
 }
 
 #[tokio::test]
+async fn window_join_row_accounting_adds_up() {
+    let (schema, auths) = payments(3_000, 41, 0.0);
+    let (_, captures) = payments(3_000, 42, 0.0);
+    let ctx = StreamContext::new();
+    for (name, batches) in [("auths", auths), ("captures", captures)] {
+        ctx.register_batches(
+            name,
+            schema.clone(),
+            batches,
+            Some(("event_time", BOUND_MS)),
+        )
+        .unwrap();
+    }
+    ctx.sql("SET 'parallelism.default' = '2'").await.unwrap();
+    ctx.sql("CREATE TABLE pairs (a BIGINT, c BIGINT) WITH ('connector' = 'blackhole')")
+        .await
+        .unwrap();
+    let sql = format!(
+        "INSERT INTO pairs SELECT a.txn_id, c.txn_id FROM {} AS a FULL JOIN {} AS c \
+         ON a.window_start = c.window_start AND a.window_end = c.window_end AND a.card_id = c.card_id",
+        tumble_of("auths"),
+        tumble_of("captures")
+    );
+    let rows = ctx.sql(&sql).await.unwrap().run().await.unwrap().rows;
+    assert_eq!(rows.read, 6_000);
+    assert_eq!(rows.late, 0, "{rows:?}");
+    assert!(rows.adds_up(), "{rows:?}");
+    assert!(rows.written > 3_000, "{rows:?}");
+}
+
+#[tokio::test]
 async fn window_join_of_raw_hop_rows_is_refused_with_advice() {
     let (schema, batches) = payments(10, 1, 0.0);
     let ctx = stream_context(&schema, &batches);
