@@ -36,6 +36,9 @@ CREATE TABLE country_declines (
   declines BIGINT, total BIGINT, decline_rate DOUBLE
 ) WITH ('connector' = 'blackhole');
 
+CREATE TABLE card_limits (card_id BIGINT, max_amount DECIMAL(18, 2))
+  WITH ('connector' = 'filesystem', 'path' = 'data/card_limits.csv', 'format' = 'csv');
+
 CREATE VIEW declined AS SELECT txn_id, card_id, amount, country FROM payments WHERE status = 'DECLINED';
 ";
 
@@ -195,3 +198,42 @@ plan_snapshot!(
              GROUP BY window_start, window_end, merchant_id)
      ) WHERE rownum <= 10"
 );
+
+plan_snapshot!(
+    window_join_of_aggregates,
+    "SELECT L.card_id, L.window_start, L.window_end, L.txns, R.total
+     FROM (SELECT window_start, window_end, card_id, COUNT(*) AS txns
+           FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTE))
+           GROUP BY window_start, window_end, card_id) L
+     LEFT JOIN (SELECT window_start, window_end, card_id, SUM(amount) AS total
+           FROM TABLE(TUMBLE(TABLE payments_json, DESCRIPTOR(event_time), INTERVAL '1' MINUTE))
+           GROUP BY window_start, window_end, card_id) R
+     ON L.window_start = R.window_start AND L.window_end = R.window_end AND L.card_id = R.card_id"
+);
+
+plan_snapshot!(
+    payment_over_card_limit,
+    "INSERT INTO alerts
+     SELECT p.txn_id, p.card_id, p.amount, 'over card limit'
+     FROM payments p JOIN card_limits l ON p.card_id = l.card_id
+     WHERE p.amount > l.max_amount"
+);
+
+#[tokio::test]
+async fn parallel_bounded_table_join() {
+    let ctx = StreamContext::new();
+    ctx.sql(DDL).await.expect("ddl");
+    ctx.sql("SET 'parallelism.default' = '2'")
+        .await
+        .expect("set");
+    let text = ctx
+        .sql(
+            "EXPLAIN SELECT p.txn_id, p.amount, l.max_amount
+             FROM payments p LEFT JOIN card_limits l ON p.card_id = l.card_id AND p.amount > l.max_amount",
+        )
+        .await
+        .expect("explain")
+        .plan_text()
+        .expect("plan text");
+    insta::assert_snapshot!("parallel_bounded_table_join", text);
+}

@@ -26,6 +26,10 @@ pub struct NodeMetrics {
     pub rows_rejected: AtomicU64,
     /// Rows absorbed into aggregate state.
     pub rows_aggregated: AtomicU64,
+    /// Rows that arrived as extra copies of a broadcast (every instance but the
+    /// first receives a copy of each row; see `runtime::task`). Included in
+    /// `rows_in`; the summary subtracts them so each row is counted once.
+    pub rows_replicated: AtomicU64,
     /// The last watermark the node saw.
     pub watermark: AtomicI64,
     /// Bytes of operator state at its largest so far (keys and accumulators).
@@ -43,6 +47,7 @@ impl Default for NodeMetrics {
             rows_late: AtomicU64::new(0),
             rows_rejected: AtomicU64::new(0),
             rows_aggregated: AtomicU64::new(0),
+            rows_replicated: AtomicU64::new(0),
             watermark: AtomicI64::new(MIN_WATERMARK),
             peak_state_bytes: AtomicU64::new(0),
             peak_state_groups: AtomicU64::new(0),
@@ -82,6 +87,7 @@ impl NodeMetrics {
             rows_late: self.rows_late.load(Ordering::Relaxed),
             rows_rejected: self.rows_rejected.load(Ordering::Relaxed),
             rows_aggregated: self.rows_aggregated.load(Ordering::Relaxed),
+            rows_replicated: self.rows_replicated.load(Ordering::Relaxed),
             watermark: self.watermark.load(Ordering::Relaxed),
         }
     }
@@ -102,6 +108,8 @@ pub struct NodeCounts {
     pub rows_rejected: u64,
     /// See [`NodeMetrics::rows_aggregated`].
     pub rows_aggregated: u64,
+    /// See [`NodeMetrics::rows_replicated`].
+    pub rows_replicated: u64,
     /// See [`NodeMetrics::watermark`].
     pub watermark: Timestamp,
 }
@@ -193,7 +201,10 @@ impl JobMetrics {
                 NodeRole::Join => {
                     after_aggregate = true;
                     s.late += c.rows_late;
-                    s.aggregated += c.rows_in.saturating_sub(c.rows_late);
+                    s.aggregated += c
+                        .rows_in
+                        .saturating_sub(c.rows_late)
+                        .saturating_sub(c.rows_replicated);
                 }
                 NodeRole::Sink => {
                     if !after_aggregate {

@@ -126,7 +126,17 @@ pub trait Operator: Send {
         Ok(())
     }
 
-    /// The input is finished: flush whatever is pending. The default does nothing.
+    /// Input number `input` has ended: every upstream instance feeding it has
+    /// finished. Called once per input, before [`Operator::on_end`] and before the
+    /// watermark that the input's end lets advance is delivered, so an operator
+    /// that waits for one input (a bounded table) can emit what it held back
+    /// ahead of that watermark. The default does nothing.
+    fn on_input_end(&mut self, input: usize, out: &mut Output<'_>) -> Result<()> {
+        let _ = (input, out);
+        Ok(())
+    }
+
+    /// Every input is finished: flush whatever is pending. The default does nothing.
     fn on_end(&mut self, _out: &mut Output<'_>) -> Result<()> {
         Ok(())
     }

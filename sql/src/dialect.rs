@@ -45,12 +45,23 @@ pub const TABLE_ARGUMENT_FUNCTION: &str = "TABLE";
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct WatershedDialect {
     generic: GenericDialect,
+    table_versioning: bool,
 }
 
 impl WatershedDialect {
-    /// A new dialect value (it carries no state).
+    /// A new dialect value.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The dialect that also parses `FOR SYSTEM_TIME AS OF <expr>` after a table
+    /// name (Flink's lookup-join syntax). It is used only for statements that
+    /// contain those words: sqlparser's table-versioning switch also turns on
+    /// other databases' forms (`AT(...)`, `BEFORE(...)`, `CHANGES(...)`), which
+    /// would take table aliases named `at` or `before` for version clauses.
+    pub fn with_table_versioning(mut self) -> Self {
+        self.table_versioning = true;
+        self
     }
 }
 
@@ -87,6 +98,10 @@ impl Dialect for WatershedDialect {
 
     fn is_identifier_part(&self, ch: char) -> bool {
         ch.is_alphanumeric() || ch == '_' || ch == '$'
+    }
+
+    fn supports_table_versioning(&self) -> bool {
+        self.table_versioning
     }
 
     fn parse_prefix(&self, parser: &mut Parser) -> Option<Result<Expr, ParserError>> {

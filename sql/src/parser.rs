@@ -287,6 +287,17 @@ impl StatementTokens {
         self.nth(n).span.start
     }
 
+    /// True when the statement contains `FOR SYSTEM_TIME AS OF` (a lookup join).
+    fn has_system_time(&self) -> bool {
+        const WORDS: [Keyword; 4] = [Keyword::FOR, Keyword::SYSTEM_TIME, Keyword::AS, Keyword::OF];
+        (0..self.significant.len()).any(|n| {
+            WORDS
+                .iter()
+                .enumerate()
+                .all(|(i, &k)| self.keyword(n + i) == k)
+        })
+    }
+
     /// The tokens from the `n`th significant token to the end (including EOF).
     fn tail(&self, n: usize) -> Vec<TokenWithSpan> {
         match self.significant.get(n) {
@@ -440,7 +451,12 @@ fn unsupported_statement(st: &StatementTokens) -> SqlError {
 /// Runs sqlparser on the statement and converts the result.
 fn parse_with_sqlparser(dialect: &WatershedDialect, st: &StatementTokens) -> Result<Statement> {
     let start = st.location(0);
-    let mut parser = Parser::new(dialect).with_tokens_with_locations(st.tokens.clone());
+    let dialect = if st.has_system_time() {
+        dialect.with_table_versioning()
+    } else {
+        *dialect
+    };
+    let mut parser = Parser::new(&dialect).with_tokens_with_locations(st.tokens.clone());
     let statement = parser
         .parse_statement()
         .map_err(|e| parser_error(e, &parser))?;
@@ -1428,6 +1444,28 @@ GROUP BY window_start, window_end, card_id;
         ] {
             assert!(matches!(parse_one(sql).node, Statement::Query(_)), "{sql}");
         }
+    }
+
+    #[test]
+    fn for_system_time_as_of_only_where_written() {
+        let lookup = parse_one(
+            "SELECT * FROM payments AS p JOIN card_limits FOR SYSTEM_TIME AS OF p.proc_time AS l \
+             ON p.card_id = l.card_id",
+        );
+        let Statement::Query(query) = lookup.node else {
+            panic!("not a query");
+        };
+        assert!(
+            query
+                .to_string()
+                .contains("FOR SYSTEM_TIME AS OF p.proc_time")
+        );
+        // Without those words, other databases' version clauses stay off: `before`
+        // and `at` are table aliases, as in Flink.
+        let aliases = parse_one(
+            "SELECT before.card_id FROM payments before JOIN payments at ON before.card_id = at.card_id",
+        );
+        assert!(matches!(aliases.node, Statement::Query(_)));
     }
 
     #[test]

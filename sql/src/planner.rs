@@ -32,7 +32,6 @@ use watershed_engine::changelog::{ROW_KIND_COLUMN, schema_with_row_kind};
 use watershed_engine::connector::ConnectorRegistry;
 use watershed_engine::filter::FilterOperator;
 use watershed_engine::graph::{JobGraph, NodeId, Partitioning};
-use watershed_engine::join::{IntervalJoin, JoinInput, JoinKind};
 use watershed_engine::late_rows::{DeadLetterTable, dead_letter_schema};
 use watershed_engine::operator::OperatorFactory;
 use watershed_engine::project::ProjectOperator;
@@ -48,11 +47,13 @@ use watershed_engine::window::{
 
 use crate::catalog::{Catalog, IDLE_TIMEOUT_OPTION, TableDef};
 use crate::error::{Result, SqlError};
-use crate::interval_join::interval_bound;
 use crate::stream_table::StreamTable;
+use crate::system_time::{VersionedTable, strip_system_time};
 use crate::types::arrow_to_sql_type;
 use crate::window_tvf::{DeferredWindow, WindowKind, WindowTvf, interval_ms, rewrite_window_tvfs};
 use crate::window_udf::TumbleColumn;
+
+mod joins;
 
 /// Optimizer rules that do not fit streaming: rewriting `COUNT(DISTINCT x)` into
 /// two aggregations would make a windowed aggregate emit twice.
@@ -83,6 +84,11 @@ struct Planned {
     /// The stream is a changelog: its batches carry a trailing `__row_kind` column
     /// that the logical plan does not know about.
     changelog: bool,
+    /// The name of the table when this is a bounded table: a scan (through
+    /// filters and projections only) of a source that ends by itself and has no
+    /// WATERMARK, such as a CSV file of card limits. A join reads it completely
+    /// before joining the other input's rows with it.
+    bounded_table: Option<String>,
 }
 
 /// Plans statements of one session against its catalog.
@@ -199,6 +205,9 @@ impl<'a> Planner<'a> {
     /// window TVFs it uses.
     async fn logical_plan(&mut self, query: &Query) -> Result<LogicalPlan> {
         let mut query = query.clone();
+        for table in strip_system_time(&mut query)? {
+            self.check_lookup_table(&table)?;
+        }
         for tvf in rewrite_window_tvfs(&mut query, &mut self.tvf_counter)? {
             if self.catalog.view(&tvf.table).is_some() {
                 self.register_window_over_view(tvf).await?;
@@ -209,6 +218,29 @@ impl<'a> Planner<'a> {
         let statement = DfStatement::Statement(Box::new(SqlStatement::Query(Box::new(query))));
         let plan = self.state().statement_to_plan(statement).await?;
         Ok(plan)
+    }
+
+    /// `FOR SYSTEM_TIME AS OF` is accepted on bounded tables only (files without
+    /// WATERMARK): they are read once, completely, before the stream is joined.
+    fn check_lookup_table(&self, versioned: &VersionedTable) -> Result<()> {
+        let at = |feature: String| SqlError::Unsupported {
+            feature,
+            line: versioned.line,
+            column: versioned.column,
+        };
+        let Some(table) = self.catalog.table(&versioned.name) else {
+            return Err(at(format!(
+                "FOR SYSTEM_TIME AS OF on '{}', which is not a table (a lookup join reads                  a bounded table)",
+                versioned.name
+            )));
+        };
+        if table.watermark.is_some() || !self.connectors.source(&table.spec())?.is_bounded() {
+            return Err(at(format!(
+                "FOR SYSTEM_TIME AS OF on '{}', a stream: temporal joins with versioned                  tables are not supported. A lookup join reads a bounded table (a file                  without WATERMARK); to join two streams, write an interval or window join",
+                table.name
+            )));
+        }
+        Ok(())
     }
 
     /// A TUMBLE over a view (cascading windows): the view's plan with window
@@ -488,6 +520,7 @@ impl<'a> Planner<'a> {
                     node: graph.add_operator(Arc::new(op), input.node),
                     origins: input.origins,
                     changelog: input.changelog,
+                    bounded_table: input.bounded_table,
                 })
             }
             LogicalPlan::Projection(projection) => {
@@ -528,6 +561,7 @@ impl<'a> Planner<'a> {
                     node: graph.add_operator(Arc::new(op), input.node),
                     origins,
                     changelog: input.changelog,
+                    bounded_table: input.bounded_table,
                 })
             }
             LogicalPlan::Aggregate(aggregate) => {
@@ -657,6 +691,7 @@ impl<'a> Planner<'a> {
                     ),
                     origins,
                     changelog: false,
+                    bounded_table: None,
                 })
             }
             LogicalPlan::Join(join) => self.translate_join(join, graph),
@@ -732,101 +767,7 @@ impl<'a> Planner<'a> {
             node,
             origins: vec![Origin::Other; aggregate.schema.fields().len()],
             changelog: true,
-        })
-    }
-
-    /// An event-time interval join. Regular (unbounded) joins are refused: they
-    /// would keep every row of both inputs forever.
-    fn translate_join(
-        &self,
-        join: &datafusion::logical_expr::Join,
-        graph: &mut JobGraph,
-    ) -> Result<Planned> {
-        use datafusion::logical_expr::JoinType;
-        let kind = match join.join_type {
-            JoinType::Inner => JoinKind::Inner,
-            JoinType::Left => JoinKind::Left,
-            JoinType::Right => JoinKind::Right,
-            JoinType::Full => JoinKind::Full,
-            other => return Err(unsupported(format!("{other} joins"))),
-        };
-        let left = self.translate(&join.left, graph)?;
-        let right = self.translate(&join.right, graph)?;
-        if left.changelog || right.changelog {
-            return Err(unsupported("joining the results of an updating query"));
-        }
-        let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
-        let is_time = |is_right: bool, index: usize| {
-            let origins = if is_right {
-                &right.origins
-            } else {
-                &left.origins
-            };
-            matches!(origins.get(index), Some(Origin::Rowtime))
-        };
-        let bound = join
-            .filter
-            .as_ref()
-            .and_then(|f| interval_bound(f, left_schema, right_schema, &is_time))
-            .ok_or_else(|| {
-                unsupported(
-                    "a regular join without a time bound: it would keep every row of both \
-                     inputs forever. Bound the time attributes of both sides, e.g. \
-                     `AND b.ts BETWEEN a.ts AND a.ts + INTERVAL '15' MINUTE` (an interval join)",
-                )
-            })?;
-        let mut left_keys = Vec::new();
-        let mut right_keys = Vec::new();
-        for (l, r) in &join.on {
-            match (unalias(l), unalias(r)) {
-                (Expr::Column(l), Expr::Column(r)) => {
-                    left_keys.push(left_schema.index_of_column(l)?);
-                    right_keys.push(right_schema.index_of_column(r)?);
-                }
-                _ => return Err(unsupported("join keys that are expressions")),
-            }
-        }
-        let residual = match datafusion::logical_expr::utils::conjunction(bound.residual.clone()) {
-            Some(expr) => Some(self.state().create_physical_expr(expr, &join.schema)?),
-            None => None,
-        };
-        let op = IntervalJoin::new(
-            JoinInput::new(
-                arrow_schema(left_schema),
-                left_keys.clone(),
-                bound.left_time,
-            ),
-            JoinInput::new(
-                arrow_schema(right_schema),
-                right_keys.clone(),
-                bound.right_time,
-            ),
-            bound.lower_ms,
-            bound.upper_ms,
-            kind,
-            residual,
-        )?;
-        let names = |schema: &DFSchemaRef, keys: &[usize]| -> Vec<String> {
-            keys.iter()
-                .map(|&k| schema.field(k).name().clone())
-                .collect()
-        };
-        let node = graph.add_operator_with_inputs(
-            Arc::new(op),
-            &[
-                (left.node, self.key_exchange(names(left_schema, &left_keys))),
-                (
-                    right.node,
-                    self.key_exchange(names(right_schema, &right_keys)),
-                ),
-            ],
-        );
-        let mut origins = left.origins;
-        origins.extend(right.origins);
-        Ok(Planned {
-            node,
-            origins,
-            changelog: false,
+            bounded_table: None,
         })
     }
 
@@ -929,6 +870,7 @@ impl<'a> Planner<'a> {
             node,
             origins,
             changelog: false,
+            bounded_table: None,
         })
     }
 
@@ -975,6 +917,9 @@ impl<'a> Planner<'a> {
         let def: &TableDef = &table.table;
         let idle_timeout = self.idle_timeout(def)?;
         let source = self.connectors.source(&def.spec())?;
+        let bounded_table =
+            (source.is_bounded() && def.watermark.is_none() && table.window.is_none())
+                .then(|| def.name.clone());
         let mut node = graph.add_source(&def.name, source);
         if let Some(timeout) = idle_timeout {
             graph.set_idle_timeout(node, timeout)?;
@@ -1065,6 +1010,7 @@ impl<'a> Planner<'a> {
             node,
             origins,
             changelog: false,
+            bounded_table,
         })
     }
 }

@@ -39,7 +39,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
-use super::side::{SideState, is_time_type, time_values};
+use super::side::{SideState, is_time_type};
 use super::{JoinInput, JoinKind};
 use crate::error::{EngineError, Result};
 use crate::metrics::NodeRole;
@@ -47,7 +47,7 @@ use crate::operator::{Operator, OperatorFactory, Output};
 use crate::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp};
 
 /// Output batches of matched pairs hold at most about this many rows.
-const OUTPUT_BATCH_ROWS: usize = 8192;
+pub(super) const OUTPUT_BATCH_ROWS: usize = 8192;
 
 /// Index of the left input (`on_input_batch` input 0).
 const LEFT: usize = 0;
@@ -66,6 +66,8 @@ pub struct IntervalJoin {
     residual: Option<Arc<dyn PhysicalExpr>>,
     output_schema: SchemaRef,
     key_fields: Vec<SortField>,
+    /// Configured as a window join (changes only the name and EXPLAIN text).
+    window: bool,
 }
 
 impl IntervalJoin {
@@ -150,7 +152,35 @@ impl IntervalJoin {
             residual,
             output_schema,
             key_fields,
+            window: false,
         })
+    }
+
+    /// Flink's window join: rows of two inputs windowed alike match when their
+    /// `window_start`, `window_end` and keys are equal. Each input's `time` is its
+    /// `window_end` column and its `keys` include both window columns.
+    ///
+    /// It is an interval join with bounds `[0, 0]` whose event time is the
+    /// window's last instant, `window_end - 1 ms`: a row is late once the
+    /// watermark has reached it (its window has fired, Flink's rule), and a
+    /// window's rows are released, unmatched outer rows emitted with NULLs, when
+    /// the watermark reaches it.
+    pub fn window_join(
+        left: JoinInput,
+        right: JoinInput,
+        kind: JoinKind,
+        residual: Option<Arc<dyn PhysicalExpr>>,
+    ) -> Result<Self> {
+        let mut join = IntervalJoin::new(
+            left.with_time_offset(-1),
+            right.with_time_offset(-1),
+            0,
+            0,
+            kind,
+            residual,
+        )?;
+        join.window = true;
+        Ok(join)
     }
 
     /// A fresh instance with empty state (what [`OperatorFactory::create`] boxes).
@@ -162,14 +192,14 @@ impl IntervalJoin {
                 SideState::new(
                     self.left.schema.clone(),
                     self.left.keys.clone(),
-                    self.left.time,
+                    (self.left.time, self.left.time_offset_ms),
                     self.upper_ms,
                     self.kind.keeps_unmatched_left(),
                 ),
                 SideState::new(
                     self.right.schema.clone(),
                     self.right.keys.clone(),
-                    self.right.time,
+                    (self.right.time, self.right.time_offset_ms),
                     self.lower_ms.saturating_neg(),
                     self.kind.keeps_unmatched_right(),
                 ),
@@ -304,7 +334,7 @@ struct Pairs {
 }
 
 /// Left fields then right fields; the side an outer join pads becomes nullable.
-fn output_schema(left: &Schema, right: &Schema, kind: JoinKind) -> SchemaRef {
+pub(super) fn output_schema(left: &Schema, right: &Schema, kind: JoinKind) -> SchemaRef {
     fn pad(schema: &Schema, nullable: bool) -> impl Iterator<Item = Arc<Field>> + '_ {
         schema.fields().iter().map(move |f| {
             if nullable && !f.is_nullable() {
@@ -348,7 +378,11 @@ fn duration_text(ms: u64) -> String {
 
 impl OperatorFactory for IntervalJoin {
     fn name(&self) -> String {
-        "IntervalJoin".to_string()
+        if self.window {
+            "WindowJoin".to_string()
+        } else {
+            "IntervalJoin".to_string()
+        }
     }
 
     fn role(&self) -> NodeRole {
@@ -373,17 +407,45 @@ impl OperatorFactory for IntervalJoin {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
-        let lt = Self::column_name(&self.left, "left", self.left.time);
-        let rt = Self::column_name(&self.right, "right", self.right.time);
-        let mut lines = vec![
-            format!("type: {}", self.kind),
-            format!("keys: {keys}"),
-            format!(
-                "interval: {rt} BETWEEN {} AND {}",
-                offset_text(&lt, self.lower_ms),
-                offset_text(&lt, self.upper_ms)
-            ),
-        ];
+        let padded = match self.kind {
+            JoinKind::Inner => None,
+            JoinKind::Left => Some("left rows"),
+            JoinKind::Right => Some("right rows"),
+            JoinKind::Full => Some("rows"),
+        };
+        let time = |input: &JoinInput, side: &str| {
+            offset_text(
+                &Self::column_name(input, side, input.time),
+                input.time_offset_ms,
+            )
+        };
+        let (lt, rt) = (time(&self.left, "left"), time(&self.right, "right"));
+        let mut lines = vec![format!("type: {}", self.kind), format!("keys: {keys}")];
+        if self.window {
+            if let Some(residual) = &self.residual {
+                lines.push(format!("residual: {residual}"));
+            }
+            let end = match self.left.schema.fields().get(self.left.time) {
+                Some(f) => offset_text(f.name(), self.left.time_offset_ms),
+                None => lt.clone(),
+            };
+            let mut state = format!(
+                "state: a row until the watermark reaches its {end} (its window fires); \
+                 rows of fired windows are late"
+            );
+            if let Some(padded) = padded {
+                state.push_str(&format!(
+                    "; unmatched {padded} are emitted with NULLs when their window fires"
+                ));
+            }
+            lines.push(state);
+            return lines;
+        }
+        lines.push(format!(
+            "interval: {rt} BETWEEN {} AND {}",
+            offset_text(&lt, self.lower_ms),
+            offset_text(&lt, self.upper_ms)
+        ));
         if let Some(residual) = &self.residual {
             lines.push(format!("residual: {residual}"));
         }
@@ -392,12 +454,6 @@ impl OperatorFactory for IntervalJoin {
             offset_text(&lt, self.upper_ms),
             offset_text(&rt, self.lower_ms.saturating_neg())
         );
-        let padded = match self.kind {
-            JoinKind::Inner => None,
-            JoinKind::Left => Some("left rows"),
-            JoinKind::Right => Some("right rows"),
-            JoinKind::Full => Some("rows"),
-        };
         if let Some(padded) = padded {
             state.push_str(&format!(
                 "; unmatched {padded} are emitted with NULLs when released"
@@ -457,9 +513,8 @@ impl IntervalJoinOperator {
         } else {
             (right, left)
         };
-        let time = batch.column(this.time_col());
-        let ts = time_values(time)?;
-        let ts_nulls = time.logical_nulls();
+        let ts = this.event_times(&batch)?;
+        let ts_nulls = batch.column(this.time_col()).logical_nulls();
         let keys = this.keys(&batch, converter)?;
 
         // Rows that can match (non-NULL key and time, not late); the others,

@@ -805,3 +805,94 @@ fn rejects_invalid_joins() {
             .is_err()
     );
 }
+
+/// Flink's window join lateness: a row is late once `window_end - 1 <= W`, and a
+/// window's unmatched outer rows come out when the watermark reaches
+/// `window_end - 1`, not a millisecond later.
+#[test]
+fn window_join_uses_the_last_instant_of_the_window() {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("k", DataType::Int64, true),
+        Field::new("window_start", event_time_type(), false),
+        Field::new("window_end", event_time_type(), false),
+    ]));
+    let rows = |rows: &[(i64, i64)]| {
+        RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from_iter_values(rows.iter().map(|r| r.0))),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1),
+                )),
+                Arc::new(TimestampMillisecondArray::from_iter_values(
+                    rows.iter().map(|r| r.1 + 60_000),
+                )),
+            ],
+        )
+        .unwrap()
+    };
+    let render = |messages: &[Message]| -> Vec<String> {
+        let mut lines = Vec::new();
+        for m in messages {
+            match m {
+                Message::Batch(b) => {
+                    for i in 0..b.num_rows() {
+                        let cells: Vec<String> = [0, 1, 3, 4]
+                            .iter()
+                            .map(|&c| {
+                                let a = b.column(c);
+                                if a.is_null(i) {
+                                    "NULL".to_string()
+                                } else if c % 3 == 0 {
+                                    a.as_primitive::<Int64Type>().value(i).to_string()
+                                } else {
+                                    a.as_primitive::<TimestampMillisecondType>()
+                                        .value(i)
+                                        .to_string()
+                                }
+                            })
+                            .collect();
+                        lines.push(cells.join(" "));
+                    }
+                }
+                Message::Watermark(w) => lines.push(format!("W({w})")),
+                other => lines.push(format!("{other:?}")),
+            }
+        }
+        lines
+    };
+    let join = IntervalJoin::window_join(
+        JoinInput::new(schema.clone(), vec![1, 2, 0], 2),
+        JoinInput::new(schema.clone(), vec![1, 2, 0], 2),
+        JoinKind::Left,
+        None,
+    )
+    .unwrap();
+    assert_eq!(join.name(), "WindowJoin");
+    let text = join.explain().join("\n");
+    assert!(text.contains("its window_end - 1 ms"), "{text}");
+    let mut op = join.operator().unwrap();
+    let metrics = NodeMetrics::default();
+    let mut messages = Vec::new();
+    let mut out = Output::new(&mut messages, &metrics);
+    op.on_watermark(59_999, &mut out).unwrap();
+    // The window [0, 60 s) has fired at 59 999: its rows are late.
+    op.on_input_batch(0, rows(&[(1, 0), (1, 60_000), (2, 60_000)]), &mut out)
+        .unwrap();
+    op.on_input_batch(1, rows(&[(1, 60_000), (1, 0), (2, 0)]), &mut out)
+        .unwrap();
+    op.on_watermark(119_998, &mut out).unwrap();
+    op.on_watermark(119_999, &mut out).unwrap();
+    assert_eq!(
+        render(&messages),
+        vec![
+            "W(59999)",
+            "1 60000 1 60000",
+            "W(119998)",
+            "2 60000 NULL NULL",
+            "W(119999)"
+        ]
+    );
+    assert_eq!(metrics.snapshot().rows_late, 3);
+    assert_eq!(op.state_rows(), 0);
+}

@@ -114,6 +114,18 @@ impl KeyIndex {
         self.entries.len()
     }
 
+    /// Bytes held by the index (its vectors' capacities and the hash map's
+    /// entries), an estimate for state metrics.
+    pub fn memory_size(&self) -> usize {
+        use std::mem::size_of;
+        self.by_hash.capacity() * (size_of::<u64>() + size_of::<u32>() + 1)
+            + self.same_hash_next.capacity() * size_of::<u32>()
+            + self.key_offsets.capacity() * size_of::<usize>()
+            + self.key_bytes.capacity()
+            + self.key_head.capacity() * size_of::<u32>()
+            + self.entries.capacity() * size_of::<Entry>()
+    }
+
     /// The entries from position `start` on, to move rows between stored batches.
     pub fn entries_from_mut(&mut self, start: usize) -> &mut [Entry] {
         let start = start.min(self.entries.len());
@@ -142,7 +154,7 @@ pub(super) fn to_u32(n: usize, what: &str) -> Result<u32> {
     u32::try_from(n)
         .ok()
         .filter(|&n| n != NONE)
-        .ok_or_else(|| EngineError::Config(format!("interval join state holds too many {what}")))
+        .ok_or_else(|| EngineError::Config(format!("join state holds too many {what}")))
 }
 
 #[cfg(test)]

@@ -8,20 +8,27 @@
 //!
 //! - [`IntervalJoin`]: the event-time interval join of Flink SQL
 //!   (`b.ts BETWEEN a.ts - INTERVAL .. AND a.ts + INTERVAL ..`), whose state the
-//!   watermark releases.
+//!   watermark releases. [`IntervalJoin::window_join`] configures it as Flink's
+//!   window join (equal `window_start`, `window_end` and keys).
+//! - [`BoundedTableJoin`]: a stream joined with a bounded table that is read
+//!   completely first (a CSV of card limits); the stream is probed against it.
 
 mod interval;
 mod key_index;
+mod lookup;
 mod side;
 
 #[cfg(test)]
 mod interval_tests;
+#[cfg(test)]
+mod lookup_tests;
 
 use std::fmt;
 
 use datafusion::arrow::datatypes::SchemaRef;
 
 pub use interval::{IntervalJoin, IntervalJoinOperator};
+pub use lookup::{BoundedTableJoin, BoundedTableJoinOperator, TableSide};
 
 /// Which unmatched rows a join emits, padded with NULLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,11 +76,42 @@ pub struct JoinInput {
     pub keys: Vec<usize>,
     /// The event-time column (`TIMESTAMP(3)` or `BIGINT` milliseconds).
     pub time: usize,
+    /// Added to the time column to give a row's event time: a window join reads
+    /// `window_end` and uses `window_end - 1 ms` (the window's last instant), so
+    /// that, as in Flink, a row is late once its window has fired.
+    pub time_offset_ms: i64,
 }
 
 impl JoinInput {
     /// An input with the given key and time columns.
     pub fn new(schema: SchemaRef, keys: Vec<usize>, time: usize) -> Self {
-        JoinInput { schema, keys, time }
+        JoinInput {
+            schema,
+            keys,
+            time,
+            time_offset_ms: 0,
+        }
+    }
+
+    /// The same input with event time = time column + `offset_ms`.
+    pub fn with_time_offset(mut self, offset_ms: i64) -> Self {
+        self.time_offset_ms = offset_ms;
+        self
+    }
+}
+
+/// One input of a join without event time: its schema and equi-join key columns.
+#[derive(Debug, Clone)]
+pub struct KeyedInput {
+    /// Schema of the input's batches.
+    pub schema: SchemaRef,
+    /// Equi-join key columns, paired by position with the other input's.
+    pub keys: Vec<usize>,
+}
+
+impl KeyedInput {
+    /// An input with the given key columns.
+    pub fn new(schema: SchemaRef, keys: Vec<usize>) -> Self {
+        KeyedInput { schema, keys }
     }
 }

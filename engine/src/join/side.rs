@@ -66,6 +66,16 @@ pub(super) fn time_values(array: &ArrayRef) -> Result<ScalarBuffer<i64>> {
     })
 }
 
+/// The event times of a time column shifted by `offset_ms` (see
+/// [`super::JoinInput::time_offset_ms`]); without a shift, the column's own buffer.
+pub(super) fn event_times(array: &ArrayRef, offset_ms: i64) -> Result<ScalarBuffer<i64>> {
+    let values = time_values(array)?;
+    if offset_ms == 0 {
+        return Ok(values);
+    }
+    Ok(values.iter().map(|t| t.saturating_add(offset_ms)).collect())
+}
+
 /// True when `t` is an accepted interval-join time column type.
 pub(super) fn is_time_type(t: &DataType) -> bool {
     matches!(
@@ -75,7 +85,7 @@ pub(super) fn is_time_type(t: &DataType) -> bool {
 }
 
 /// The equi-join keys of one batch: hashes, row-format bytes, and which rows have
-/// a non-NULL key and time (the only rows that can ever match).
+/// a non-NULL key (and time, when there is one): the only rows that can ever match.
 pub(super) struct BatchKeys {
     hashes: Vec<u64>,
     /// `None` when the join has no equi-join key: every row has the empty key.
@@ -84,11 +94,12 @@ pub(super) struct BatchKeys {
 }
 
 impl BatchKeys {
-    /// Computes the keys of `batch` on the given key and time columns.
+    /// Computes the keys of `batch` on the given key columns; a row whose time
+    /// (`time_col`, when given) is NULL is invalid too.
     pub fn new(
         batch: &RecordBatch,
         key_cols: &[usize],
-        time_col: usize,
+        time_col: Option<usize>,
         converter: &RowConverter,
     ) -> Result<Self> {
         let keys: Vec<ArrayRef> = key_cols.iter().map(|&c| batch.column(c).clone()).collect();
@@ -101,7 +112,7 @@ impl BatchKeys {
         };
         let nulls: Vec<Option<NullBuffer>> = keys
             .iter()
-            .chain(std::iter::once(batch.column(time_col)))
+            .chain(time_col.map(|c| batch.column(c)))
             .map(|c| c.logical_nulls())
             .collect();
         let valid = NullBuffer::union_many(nulls.iter().map(Option::as_ref));
@@ -154,6 +165,8 @@ pub(super) struct SideState {
     schema: SchemaRef,
     key_cols: Vec<usize>,
     time_col: usize,
+    /// Added to the time column to give event time.
+    time_offset: i64,
     /// A row expires when the watermark reaches `ts + expiry_offset`.
     expiry_offset: i64,
     /// Keep per-row match flags and report unmatched rows when they expire.
@@ -177,11 +190,11 @@ pub(super) struct SideState {
 }
 
 impl SideState {
-    /// An empty side.
+    /// An empty side; event time is `time_col + time_offset`.
     pub fn new(
         schema: SchemaRef,
         key_cols: Vec<usize>,
-        time_col: usize,
+        (time_col, time_offset): (usize, i64),
         expiry_offset: i64,
         outer: bool,
     ) -> Self {
@@ -189,6 +202,7 @@ impl SideState {
             schema,
             key_cols,
             time_col,
+            time_offset,
             expiry_offset,
             outer,
             slots: Vec::new(),
@@ -208,6 +222,11 @@ impl SideState {
         self.time_col
     }
 
+    /// The event times of a batch of this side.
+    pub fn event_times(&self, batch: &RecordBatch) -> Result<ScalarBuffer<i64>> {
+        event_times(batch.column(self.time_col), self.time_offset)
+    }
+
     /// True when unmatched rows of this side are emitted (outer side).
     pub fn is_outer(&self) -> bool {
         self.outer
@@ -225,7 +244,7 @@ impl SideState {
 
     /// The keys of a batch of this side.
     pub fn keys(&self, batch: &RecordBatch, converter: &RowConverter) -> Result<BatchKeys> {
-        BatchKeys::new(batch, &self.key_cols, self.time_col, converter)
+        BatchKeys::new(batch, &self.key_cols, Some(self.time_col), converter)
     }
 
     /// Calls `f(slot, row)` for each buffered row whose key is row `i` of `keys`
@@ -268,7 +287,7 @@ impl SideState {
         } else {
             take_record_batch(batch, &UInt32Array::from(rows.to_vec()))?
         };
-        let ts = time_values(stored.column(self.time_col))?;
+        let ts = self.event_times(&stored)?;
         let mut order: Vec<u32> = (0..to_u32(rows.len(), "rows")?).collect();
         if !ts.is_sorted() {
             order.sort_unstable_by_key(|&r| ts[r as usize]);
@@ -507,7 +526,7 @@ impl SideState {
                     *p = UNUSED;
                 }
             }
-            let ts = time_values(batch.column(self.time_col))?;
+            let ts = self.event_times(&batch)?;
             self.heap.push(Reverse((self.expiry(rows[0].0), slot)));
             let mut flags = BooleanBufferBuilder::new(matched.len());
             for m in matched {

@@ -262,7 +262,17 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
                 NodeKind::Operator(_) => {
                     let inbox = take_inbox(&mut inboxes[c], instance)?;
                     let chain = build_chain(graph, chain, &node_metrics, &late_rows)?;
-                    let fut = run_operator_task(inbox, senders_per_input.clone(), chain, outputs);
+                    let replicated = inputs
+                        .iter()
+                        .map(|e| e.partitioning == Partitioning::Broadcast && instance > 0)
+                        .collect();
+                    let fut = run_operator_task(
+                        inbox,
+                        senders_per_input.clone(),
+                        replicated,
+                        chain,
+                        outputs,
+                    );
                     tokio::spawn(catch_panics(task_name.clone(), fut))
                 }
                 NodeKind::Sink(factory) => {
