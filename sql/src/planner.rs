@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::compute::can_cast_types;
 use datafusion::arrow::datatypes::{DataType, Schema, SchemaRef};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::common::{DFSchemaRef, TableReference};
 use datafusion::datasource::source_as_provider;
 use datafusion::datasource::view::ViewTable;
@@ -50,7 +51,7 @@ use crate::error::{Result, SqlError};
 use crate::stream_table::StreamTable;
 use crate::system_time::{VersionedTable, strip_system_time};
 use crate::types::arrow_to_sql_type;
-use crate::window_tvf::{DeferredWindow, WindowKind, WindowTvf, interval_ms, rewrite_window_tvfs};
+use crate::window_tvf::{DeferredWindow, WindowTvf, interval_ms, rewrite_window_tvfs};
 use crate::window_udf::TumbleColumn;
 
 mod joins;
@@ -243,19 +244,18 @@ impl<'a> Planner<'a> {
         Ok(())
     }
 
-    /// A TUMBLE over a view (cascading windows): the view's plan with window
-    /// columns computed from its time column.
+    /// A window TVF over a view (a view that filters a table, or cascading
+    /// windows over a view of windowed results): the view's plan with window
+    /// columns computed from its time column by [`TumbleColumn`] functions. For
+    /// HOP, CUMULATE and SESSION they hold the row's slice, as the table path's
+    /// slice assigner does, and the aggregate computes the windows. Whether the
+    /// time column is a time attribute is checked when the plan is translated
+    /// (`window_function_origin`), where the origins of columns are known.
     async fn register_window_over_view(&mut self, tvf: WindowTvf) -> Result<()> {
         let at = |message: String| SqlError::Unsupported {
             feature: message,
             line: tvf.line,
             column: tvf.column,
-        };
-        let WindowKind::Tumble { size_ms, offset_ms } = tvf.kind else {
-            return Err(at(format!(
-                "{} over a view (only TUMBLE reads views in this version)",
-                tvf.describe()
-            )));
         };
         let provider = self
             .ctx
@@ -303,7 +303,7 @@ impl<'a> Planner<'a> {
             .map(Expr::Column)
             .collect();
         for (column, name) in WINDOW_COLUMNS.iter().enumerate() {
-            let function = TumbleColumn::new(column, size_ms, offset_ms, tvf.describe());
+            let function = TumbleColumn::for_tvf(column, &tvf)?;
             exprs.push(function.call(time.clone()).alias(*name));
         }
         let windowed = LogicalPlanBuilder::from(plan).project(exprs)?.build()?;
@@ -529,16 +529,18 @@ impl<'a> Planner<'a> {
                 let mut exprs = Vec::with_capacity(projection.expr.len());
                 let mut origins = Vec::with_capacity(projection.expr.len());
                 for (expr, field) in projection.expr.iter().zip(projection.schema.fields()) {
-                    if !matches!(unalias(expr), Expr::Column(_)) {
+                    let window = window_function_origin(expr, input_schema, &input.origins)?;
+                    if window.is_none() && !matches!(unalias(expr), Expr::Column(_)) {
                         refuse_slice_expression(expr, input_schema, &input.origins)?;
                     }
-                    origins.push(match unalias(expr) {
-                        Expr::Column(c) => input_schema
+                    origins.push(match (window, unalias(expr)) {
+                        (Some(window), _) => window,
+                        (None, Expr::Column(c)) => input_schema
                             .index_of_column(c)
                             .ok()
                             .and_then(|i| input.origins.get(i).cloned())
                             .unwrap_or(Origin::Other),
-                        other => window_function_origin(other).unwrap_or(Origin::Other),
+                        (None, _) => Origin::Other,
                     });
                     let physical = self
                         .state()
@@ -580,7 +582,8 @@ impl<'a> Planner<'a> {
                         Expr::GroupingSet(_) => {
                             return Err(unsupported("GROUPING SETS, ROLLUP and CUBE"));
                         }
-                        other => window_function_origin(other).unwrap_or(Origin::Other),
+                        other => window_function_origin(other, input_schema, &input.origins)?
+                            .unwrap_or(Origin::Other),
                     };
                     origins.push(origin);
                     let physical = self
@@ -659,8 +662,13 @@ impl<'a> Planner<'a> {
                         }
                         layout.extend((0..calls.len()).map(WindowOutputColumn::Aggregate));
                         // Any value inside a row's slice locates it; the slice start
-                        // (the placeholder window_start) is one.
-                        let time_column = match unalias(&aggregate.group_expr[start]) {
+                        // (the placeholder window_start) is one, and so is the time
+                        // a window function over a view computes it from.
+                        let start_expr = unalias(&aggregate.group_expr[start]);
+                        let time_column = match TumbleColumn::time_argument(start_expr)
+                            .map(unalias)
+                            .unwrap_or(start_expr)
+                        {
                             Expr::Column(c) => input_schema.index_of_column(c)?,
                             _ => return Err(SqlError::Plan("window_start is not a column".into())),
                         };
@@ -959,26 +967,13 @@ impl<'a> Planner<'a> {
                 .index_of(&tvf.time_column)
                 .map_err(datafusion::error::DataFusionError::from)?;
             let deferred = tvf.kind.deferred();
-            let op = match (&tvf.kind, deferred) {
-                (WindowKind::Tumble { size_ms, offset_ms }, _) => {
-                    TumbleAssigner::new(schema.clone(), time_column, *size_ms, *offset_ms)?
-                }
-                (_, Some(DeferredWindow::Slices(slicing))) => TumbleAssigner::new(
-                    schema.clone(),
-                    time_column,
-                    slicing.validated()?.slice_width(),
-                    0,
-                )?
-                .for_slices(tvf.describe()),
-                // One-millisecond "slices": window_start holds the row's own time.
-                (_, Some(DeferredWindow::Session { .. })) => {
-                    TumbleAssigner::new(schema.clone(), time_column, 1, 0)?
-                        .for_slices(tvf.describe())
-                }
-                (_, None) => {
-                    return Err(SqlError::Plan(format!("no slicing for {}", tvf.describe())));
-                }
-            };
+            // TUMBLE: the window; HOP/CUMULATE: the slice; SESSION: one-millisecond
+            // "slices", so window_start holds the row's own time.
+            let (width_ms, offset_ms) = tvf.kind.assigned_grid()?;
+            let mut op = TumbleAssigner::new(schema.clone(), time_column, width_ms, offset_ms)?;
+            if deferred.is_some() {
+                op = op.for_slices(tvf.describe());
+            }
             schema = op.schema();
             node = graph.add_operator(Arc::new(op), node);
             origins.extend((0..WINDOW_COLUMNS.len()).map(|column| Origin::Window {
@@ -1080,13 +1075,51 @@ fn bounded_out_of_orderness(expr: &SqlExpr, column: &str) -> Option<i64> {
     }
 }
 
-/// The origin of a window column computed by a window TVF over a view.
-fn window_function_origin(expr: &Expr) -> Option<Origin> {
-    TumbleColumn::of(expr).map(|f| Origin::Window {
-        column: f.column,
-        window: f.window.clone(),
-        deferred: None,
-    })
+/// The origin of a window column computed by a window TVF over a view, once its
+/// time column is known to be a time attribute: the WATERMARK column of a table
+/// (through the view's filters and projections), or `window_time` of a window
+/// (a TUMBLE row or any window aggregate's result). `None` when `expr` is not
+/// such a window column.
+fn window_function_origin(
+    expr: &Expr,
+    schema: &DFSchemaRef,
+    origins: &[Origin],
+) -> Result<Option<Origin>> {
+    let Some(function) = TumbleColumn::of(expr) else {
+        return Ok(None);
+    };
+    let time_origin = match TumbleColumn::time_argument(expr).map(unalias) {
+        Some(Expr::Column(c)) => schema.index_of_column(c).ok().and_then(|i| origins.get(i)),
+        _ => None,
+    };
+    let is_time_attribute = matches!(
+        time_origin,
+        Some(Origin::Rowtime)
+            | Some(Origin::Window {
+                column: 2,
+                deferred: None,
+                ..
+            })
+    );
+    if !is_time_attribute {
+        let (line, column) = function.position;
+        return Err(SqlError::Unsupported {
+            line,
+            column,
+            feature: format!(
+                "{} over a view whose DESCRIPTOR column is not a time attribute; a window \
+             over a view needs its table's WATERMARK column passed through the view, or \
+             the window_time of a window TVF or window aggregate (window_start and \
+             window_end are not time attributes, nor is a computed timestamp)",
+                function.window
+            ),
+        });
+    }
+    Ok(Some(Origin::Window {
+        column: function.column,
+        window: function.window.clone(),
+        deferred: function.deferred,
+    }))
 }
 
 /// A Flink duration such as `1 h`, `30 min`, `10 s`, `500 ms` or plain
@@ -1139,9 +1172,30 @@ fn row_number_limit(predicate: &Expr, window: &datafusion::logical_expr::Window)
     usize::try_from(limit.max(0)).ok()
 }
 
-/// Refuses an expression that computes with the window columns of HOP or
-/// CUMULATE before aggregation: there they hold slice bounds, not windows.
+/// Refuses an expression that computes with the window columns of HOP,
+/// CUMULATE or SESSION before aggregation: there they hold slice bounds, not
+/// windows. Over a view, those columns are function calls the optimizer may have
+/// moved into the expression (a filter pushed below the window projection).
 fn refuse_slice_expression(expr: &Expr, schema: &DFSchemaRef, origins: &[Origin]) -> Result<()> {
+    let mut slice_function = None;
+    expr.apply(|e| {
+        Ok(match TumbleColumn::of(e) {
+            Some(f) if f.deferred.is_some() => {
+                let column = WINDOW_COLUMNS
+                    .get(f.column)
+                    .copied()
+                    .unwrap_or("window_time");
+                slice_function = Some((column, f.window.clone()));
+                TreeNodeRecursion::Stop
+            }
+            _ => TreeNodeRecursion::Continue,
+        })
+    })?;
+    if let Some((column, window)) = slice_function {
+        return Err(unsupported(format!(
+            "using {column} of {window} before GROUP BY window_start, window_end"
+        )));
+    }
     for column in expr.column_refs() {
         let origin = schema
             .index_of_column(column)

@@ -52,7 +52,7 @@ pub enum WindowKind {
 /// A window whose rows cannot be given their window columns before the
 /// aggregate: overlapping windows (aggregated by slices) and sessions (whose
 /// bounds depend on later rows).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DeferredWindow {
     /// HOP or CUMULATE, aggregated per slice.
     Slices(SliceSpec),
@@ -80,6 +80,23 @@ impl WindowKind {
                 max_size_ms,
             })),
             WindowKind::Session { gap_ms } => Some(DeferredWindow::Session { gap_ms }),
+        }
+    }
+
+    /// The tumbling grid rows are assigned to before the aggregate, as
+    /// `(width_ms, offset_ms)`: the window itself for TUMBLE, the slice for HOP
+    /// and CUMULATE, one millisecond for SESSION (so `window_start` holds the
+    /// row's own time).
+    pub fn assigned_grid(&self) -> Result<(i64, i64)> {
+        match self {
+            WindowKind::Tumble { size_ms, offset_ms } => Ok((*size_ms, *offset_ms)),
+            WindowKind::Hop { .. } | WindowKind::Cumulate { .. } => match self.deferred() {
+                Some(DeferredWindow::Slices(slicing)) => {
+                    Ok((slicing.validated()?.slice_width(), 0))
+                }
+                _ => Err(SqlError::Plan(format!("no slicing for {self:?}"))),
+            },
+            WindowKind::Session { .. } => Ok((1, 0)),
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::window::tumble::format_duration_ms;
 pub const MAX_SLICES_PER_WINDOW: i64 = 10_000;
 
 /// A window kind and its sizes, in milliseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SliceSpec {
     /// `TUMBLE(size)`: one slice per window.
     Tumble {
