@@ -184,3 +184,84 @@ async fn insert_with_wrong_column_count_is_refused() {
         "{message}"
     );
 }
+
+/// A view of per-card minutes: `rowtime` (the first level's window_time) is a
+/// time attribute, `minute_start` (its window_start) is not.
+const CARD_MINUTE_VIEW: &str = "CREATE VIEW card_minute AS
+    SELECT window_start AS minute_start, window_time AS rowtime, card_id, COUNT(*) AS n
+    FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTE))
+    GROUP BY window_start, window_end, window_time, card_id;";
+
+#[tokio::test]
+async fn windows_over_views_need_a_time_attribute() {
+    for (window, tvf) in [
+        (
+            "HOP",
+            "HOP(TABLE card_minute, DESCRIPTOR(minute_start), INTERVAL '1' MINUTE, INTERVAL '5' MINUTES)",
+        ),
+        (
+            "CUMULATE",
+            "CUMULATE(TABLE card_minute, DESCRIPTOR(minute_start), INTERVAL '1' MINUTE, INTERVAL '5' MINUTES)",
+        ),
+        (
+            "SESSION",
+            "SESSION(TABLE card_minute PARTITION BY card_id, DESCRIPTOR(minute_start), INTERVAL '1' MINUTE)",
+        ),
+        (
+            "TUMBLE",
+            "TUMBLE(TABLE card_minute, DESCRIPTOR(minute_start), INTERVAL '5' MINUTES)",
+        ),
+    ] {
+        let message = plan_error(&format!(
+            "{CARD_MINUTE_VIEW}
+             SELECT window_start, window_end, card_id, SUM(n) FROM TABLE({tvf})
+             GROUP BY window_start, window_end, card_id"
+        ))
+        .await;
+        assert!(
+            message.contains(&format!("{window}(card_minute, minute_start"))
+                && message.contains("line 5")
+                && message.contains("over a view")
+                && message.contains("not a time attribute"),
+            "{message}"
+        );
+    }
+    let not_a_timestamp = plan_error(&format!(
+        "{CARD_MINUTE_VIEW}
+         SELECT window_start, window_end, SUM(n) FROM TABLE(HOP(TABLE card_minute,
+         DESCRIPTOR(card_id), INTERVAL '1' MINUTE, INTERVAL '5' MINUTES))
+         GROUP BY window_start, window_end"
+    ))
+    .await;
+    assert!(
+        not_a_timestamp.contains("DESCRIPTOR(card_id)")
+            && not_a_timestamp.contains("not a TIMESTAMP(3)"),
+        "{not_a_timestamp}"
+    );
+}
+
+#[tokio::test]
+async fn slices_of_a_hop_over_a_view_are_not_windows_before_the_aggregate() {
+    let message = plan_error(
+        "CREATE VIEW declines AS SELECT * FROM payments WHERE status = 'DECLINED';
+         SELECT window_start, window_end, COUNT(*) FROM TABLE(HOP(TABLE declines,
+         DESCRIPTOR(event_time), INTERVAL '1' MINUTE, INTERVAL '5' MINUTES))
+         WHERE window_start >= TIMESTAMP '2024-01-01 00:03:00'
+         GROUP BY window_start, window_end",
+    )
+    .await;
+    assert!(
+        message.contains("window_start of HOP(declines") && message.contains("before GROUP BY"),
+        "{message}"
+    );
+    let unaggregated = plan_error(
+        "CREATE VIEW declines AS SELECT * FROM payments WHERE status = 'DECLINED';
+         SELECT txn_id, window_start FROM TABLE(CUMULATE(TABLE declines,
+         DESCRIPTOR(event_time), INTERVAL '1' MINUTE, INTERVAL '5' MINUTES))",
+    )
+    .await;
+    assert!(
+        unaggregated.contains("without aggregating"),
+        "{unaggregated}"
+    );
+}

@@ -40,6 +40,8 @@ CREATE TABLE card_limits (card_id BIGINT, max_amount DECIMAL(18, 2))
   WITH ('connector' = 'filesystem', 'path' = 'data/card_limits.csv', 'format' = 'csv');
 
 CREATE VIEW declined AS SELECT txn_id, card_id, amount, country FROM payments WHERE status = 'DECLINED';
+
+CREATE VIEW declines AS SELECT * FROM payments WHERE status = 'DECLINED';
 ";
 
 async fn explain(sql: &str) -> String {
@@ -164,6 +166,13 @@ plan_snapshot!(
     "SELECT window_start, window_end, account_id, SUM(amount) AS spent
      FROM TABLE(CUMULATE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' HOUR, INTERVAL '1' DAY))
      GROUP BY window_start, window_end, account_id"
+);
+
+plan_snapshot!(
+    hop_over_filtering_view,
+    "SELECT window_start, window_end, card_id, COUNT(*) AS declines, SUM(amount) AS total
+     FROM TABLE(HOP(TABLE declines, DESCRIPTOR(event_time), INTERVAL '1' MINUTE, INTERVAL '5' MINUTES))
+     GROUP BY window_start, window_end, card_id"
 );
 
 #[tokio::test]

@@ -182,14 +182,20 @@ pub fn tumble_oracle(size_ms: i64) -> String {
 /// The batch oracle's stand-in for HOP over `payments`: each row joined with the
 /// `size / slide` windows that contain it, computed in milliseconds.
 pub fn hop_oracle(slide_ms: i64, size_ms: i64) -> String {
+    hop_oracle_of("payments", "event_time", slide_ms, size_ms)
+}
+
+/// The batch oracle's stand-in for HOP over any relation `input` (a table name
+/// or a parenthesized query) whose time column is `time`.
+pub fn hop_oracle_of(input: &str, time: &str, slide_ms: i64, size_ms: i64) -> String {
     let ks: Vec<String> = (0..size_ms / slide_ms).map(|k| format!("({k})")).collect();
     let start = format!(
-        "CAST(p.event_time AS BIGINT) - CAST(p.event_time AS BIGINT) % {slide_ms} - o.k * {slide_ms}"
+        "CAST(p.{time} AS BIGINT) - CAST(p.{time} AS BIGINT) % {slide_ms} - o.k * {slide_ms}"
     );
     format!(
         "(SELECT p.*, to_timestamp_millis({start}) AS window_start, \
                 to_timestamp_millis({start} + {size_ms}) AS window_end \
-          FROM payments p CROSS JOIN (VALUES {}) AS o(k)) AS w",
+          FROM {input} p CROSS JOIN (VALUES {}) AS o(k)) AS w",
         ks.join(", ")
     )
 }
@@ -197,13 +203,19 @@ pub fn hop_oracle(slide_ms: i64, size_ms: i64) -> String {
 /// The batch oracle's stand-in for CUMULATE over `payments`: each row joined with
 /// every window `[s, s + j * step)` of its max-size window that contains it.
 pub fn cumulate_oracle(step_ms: i64, max_ms: i64) -> String {
+    cumulate_oracle_of("payments", "event_time", step_ms, max_ms)
+}
+
+/// The batch oracle's stand-in for CUMULATE over any relation `input` (a table
+/// name or a parenthesized query) whose time column is `time`.
+pub fn cumulate_oracle_of(input: &str, time: &str, step_ms: i64, max_ms: i64) -> String {
     let js: Vec<String> = (1..=max_ms / step_ms).map(|j| format!("({j})")).collect();
-    let s = format!("(CAST(p.event_time AS BIGINT) - CAST(p.event_time AS BIGINT) % {max_ms})");
+    let s = format!("(CAST(p.{time} AS BIGINT) - CAST(p.{time} AS BIGINT) % {max_ms})");
     format!(
         "(SELECT p.*, to_timestamp_millis({s}) AS window_start, \
                 to_timestamp_millis({s} + o.j * {step_ms}) AS window_end \
-          FROM payments p CROSS JOIN (VALUES {}) AS o(j) \
-          WHERE {s} + o.j * {step_ms} > CAST(p.event_time AS BIGINT)) AS w",
+          FROM {input} p CROSS JOIN (VALUES {}) AS o(j) \
+          WHERE {s} + o.j * {step_ms} > CAST(p.{time} AS BIGINT)) AS w",
         js.join(", ")
     )
 }
@@ -213,6 +225,12 @@ pub fn cumulate_oracle(step_ms: i64, max_ms: i64) -> String {
 /// previous row exceeds `gap_ms` (rows exactly `gap_ms` apart touch), and every
 /// row gets its session's `[first, last + gap)` as window columns.
 pub fn session_oracle(key: &str, gap_ms: i64) -> String {
+    session_oracle_of("payments", "event_time", key, gap_ms)
+}
+
+/// The batch oracle's stand-in for SESSION over any relation `input` (a table
+/// name or a parenthesized query) whose time column is `time`.
+pub fn session_oracle_of(input: &str, time: &str, key: &str, gap_ms: i64) -> String {
     format!(
         "(SELECT *, \
                 to_timestamp_millis(MIN(t) OVER (PARTITION BY {key}, sid)) AS window_start, \
@@ -221,7 +239,7 @@ pub fn session_oracle(key: &str, gap_ms: i64) -> String {
                           ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS sid \
                 FROM (SELECT *, CASE WHEN t - LAG(t) OVER (PARTITION BY {key} ORDER BY t) <= {gap_ms} \
                                 THEN 0 ELSE 1 END AS new_session \
-                      FROM (SELECT *, CAST(event_time AS BIGINT) AS t FROM payments) AS ms) AS flagged \
+                      FROM (SELECT *, CAST({time} AS BIGINT) AS t FROM {input} AS src) AS ms) AS flagged \
                ) AS numbered) AS w"
     )
 }
