@@ -13,6 +13,7 @@ use datafusion::arrow::datatypes::{
     ArrowPrimitiveType, DataType, Decimal128Type, Float64Type, Int64Type,
 };
 
+use super::distinct::DistinctValues;
 use super::plan::{AggPlan, Func, Kind};
 use super::ttl::retain_kept;
 use crate::error::Result;
@@ -25,24 +26,38 @@ pub(super) struct AggState {
     ints: Vec<i64>,
     decs: Vec<i128>,
     floats: Vec<f64>,
+    /// The values seen per group, for a DISTINCT aggregate.
+    distinct: Option<DistinctValues>,
 }
 
 impl AggState {
-    pub(super) fn new(plan: AggPlan) -> Self {
-        AggState {
+    /// Empty state; fails when the values of a DISTINCT aggregate cannot be
+    /// keyed.
+    pub(super) fn try_new(plan: AggPlan) -> Result<Self> {
+        let distinct = if plan.distinct {
+            Some(DistinctValues::try_new(&plan.input_type)?)
+        } else {
+            None
+        };
+        Ok(AggState {
             plan,
             counts: Vec::new(),
             ints: Vec::new(),
             decs: Vec::new(),
             floats: Vec::new(),
-        }
+            distinct,
+        })
     }
 
     fn uses_values(&self) -> bool {
         !matches!(self.plan.func, Func::Count | Func::CountStar)
     }
 
-    pub(super) fn resize(&mut self, groups: usize) {
+    /// Holds `groups` groups; new ones start empty.
+    pub(super) fn resize(&mut self, groups: usize) -> Result<()> {
+        if let Some(distinct) = &mut self.distinct {
+            distinct.resize(groups)?;
+        }
         self.counts.resize(groups, 0);
         if self.uses_values() {
             match self.plan.kind {
@@ -51,11 +66,16 @@ impl AggState {
                 Kind::Float => self.floats.resize(groups, 0.0),
             }
         }
+        Ok(())
     }
 
+    /// Empties `group` (a new or expired group starting afresh).
     pub(super) fn reset(&mut self, group: usize) {
         if let Some(c) = self.counts.get_mut(group) {
             *c = 0;
+        }
+        if let Some(distinct) = &mut self.distinct {
+            distinct.reset(group);
         }
     }
 
@@ -65,6 +85,9 @@ impl AggState {
         retain_kept(&mut self.ints, keep);
         retain_kept(&mut self.decs, keep);
         retain_kept(&mut self.floats, keep);
+        if let Some(distinct) = &mut self.distinct {
+            distinct.compact(keep);
+        }
     }
 
     /// Approximate bytes held.
@@ -73,16 +96,27 @@ impl AggState {
             + self.ints.capacity() * 8
             + self.decs.capacity() * 16
             + self.floats.capacity() * 8
+            + self.distinct.as_ref().map_or(0, DistinctValues::size)
     }
 
-    /// Folds one batch's argument column into the groups.
+    /// Folds one batch's argument column into the groups: the rows passing
+    /// `mask` (the FILTER), and of a DISTINCT aggregate only those bringing a
+    /// value their group has not seen.
     pub(super) fn update(
         &mut self,
         args: &[ArrayRef],
         mask: Option<&BooleanArray>,
         groups: &[usize],
     ) -> Result<()> {
-        let passes = |i: usize| mask.is_none_or(|m| m.is_valid(i) && m.value(i));
+        let filtered = |i: usize| mask.is_none_or(|m| m.is_valid(i) && m.value(i));
+        let fresh = match (&mut self.distinct, args.first()) {
+            (Some(distinct), Some(arg)) => Some(distinct.insert(arg, groups, &filtered)?),
+            _ => None,
+        };
+        let passes = |i: usize| match &fresh {
+            Some(fresh) => fresh.get(i).copied().unwrap_or(false),
+            None => filtered(i),
+        };
         let arg = match (self.plan.func, args.first()) {
             (Func::CountStar, _) | (_, None) => {
                 for (i, &g) in groups.iter().enumerate() {

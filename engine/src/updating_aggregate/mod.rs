@@ -25,19 +25,30 @@
 //!   rows. Keys are taken from the batch (`take` at each group's first row), so
 //!   the key table is never read back.
 //!
-//! Other aggregate functions (and DISTINCT aggregates) are refused with a
-//! [`EngineError::Config`] naming the function.
+//! # DISTINCT
+//!
+//! `COUNT(DISTINCT x)`, `SUM(DISTINCT x)` and `AVG(DISTINCT x)` keep, per
+//! aggregate, one hash set of (group id, value) (`distinct.rs`). A row counts
+//! only when its value is new for its group (NULLs and rows failing the FILTER
+//! never count); the same typed loops then fold just those rows. As the input is
+//! append-only, the set only grows, until the group expires. `MIN`/`MAX`
+//! `DISTINCT` are plain `MIN`/`MAX`.
+//!
+//! Other aggregate functions are refused with a [`EngineError::Config`] naming
+//! the function.
 //!
 //! # State TTL
 //!
 //! With `ttl_ms` (Flink's `table.exec.state.ttl`, processing time), a group idle
 //! for `ttl_ms` or longer is treated as absent: its next row starts it afresh and
-//! emits `+I` (Flink never returns expired state). Expired groups are removed from
-//! memory at most once per `ttl_ms` by rebuilding the key table from the live
-//! keys. No retraction is emitted for an expired group, as in Flink. The clock is
-//! injectable ([`ProcessingClock`]) for tests.
+//! emits `+I` (Flink never returns expired state), its DISTINCT values forgotten
+//! too. Expired groups and their distinct values are removed from memory at most
+//! once per `ttl_ms` by rebuilding the key table and the sets from the live
+//! groups. No retraction is emitted for an expired group, as in Flink. The clock
+//! is injectable ([`ProcessingClock`]) for tests.
 
 mod accumulator;
+mod distinct;
 mod operator;
 mod plan;
 #[cfg(test)]
@@ -102,6 +113,10 @@ impl UpdatingAggregate {
             .iter()
             .map(|call| AggPlan::try_new(&call.function, input_schema))
             .collect::<Result<Vec<_>>>()?;
+        // Fail here, at planning, if a DISTINCT aggregate's values cannot be keyed.
+        for plan in &plans {
+            AggState::try_new(plan.clone())?;
+        }
         let width = spec.group_schema.fields().len() + spec.calls.len();
         let base = if spec.output_schema.fields().len() == width {
             spec.output_schema.clone()
@@ -178,7 +193,12 @@ impl UpdatingAggregate {
             spec: self.spec.clone(),
             output_schema: self.output_schema.clone(),
             group_values,
-            states: self.plans.iter().cloned().map(AggState::new).collect(),
+            states: self
+                .plans
+                .iter()
+                .cloned()
+                .map(AggState::try_new)
+                .collect::<Result<_>>()?,
             expiry: GroupExpiry::new(self.ttl_ms, self.clock.clone()),
             marks: Vec::new(),
             group_indices: Vec::new(),

@@ -96,7 +96,7 @@ impl Operator for UpdatingAggregateOperator {
             None => 1,
         };
         for state in &mut self.states {
-            state.resize(total);
+            state.resize(total)?;
         }
         self.expiry.resize(total, now);
         self.marks.resize(total, false);

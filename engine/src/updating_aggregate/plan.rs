@@ -66,6 +66,9 @@ pub(super) struct AggPlan {
     pub(super) kind: Kind,
     pub(super) input_type: DataType,
     pub(super) output_type: DataType,
+    /// Only values the group has not seen count (`COUNT`/`SUM`/`AVG`
+    /// `DISTINCT`; MIN/MAX DISTINCT are plain MIN/MAX and leave this false).
+    pub(super) distinct: bool,
 }
 
 impl AggPlan {
@@ -78,7 +81,8 @@ impl AggPlan {
             EngineError::Config(format!(
                 "updating (non-windowed) GROUP BY does not support {}{}: {why}; supported are \
                  COUNT, SUM, MIN, MAX and AVG over integer, floating point and decimal values \
-                 (MIN/MAX also over temporal values)",
+                 (MIN/MAX also over temporal values), each also with DISTINCT, and \
+                 COUNT(DISTINCT x) over values of any type",
                 name.to_ascii_uppercase(),
                 if function.is_distinct() {
                     " DISTINCT"
@@ -87,9 +91,6 @@ impl AggPlan {
                 },
             ))
         };
-        if function.is_distinct() {
-            return Err(unsupported("DISTINCT aggregates are not implemented"));
-        }
         let args = function.expressions();
         let output_type = function.field().data_type().clone();
         let arg_type = match args.first() {
@@ -115,11 +116,17 @@ impl AggPlan {
             }
             _ => return Err(unsupported("function not implemented")),
         };
+        // MIN and MAX of the distinct values are MIN and MAX of all values.
+        let distinct = function.is_distinct() && !matches!(func, Func::Min | Func::Max);
+        if distinct && func == Func::CountStar {
+            return Err(unsupported("DISTINCT needs an argument"));
+        }
         Ok(AggPlan {
             func,
             kind,
             input_type,
             output_type,
+            distinct,
         })
     }
 }

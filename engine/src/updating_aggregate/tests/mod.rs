@@ -10,6 +10,7 @@ use datafusion::arrow::util::display::array_value_to_string;
 use datafusion::functions_aggregate::average::avg_udaf;
 use datafusion::functions_aggregate::count::count_udaf;
 use datafusion::functions_aggregate::min_max::{max_udaf, min_udaf};
+use datafusion::functions_aggregate::stddev::stddev_udaf;
 use datafusion::functions_aggregate::sum::sum_udaf;
 use datafusion::logical_expr::{AggregateUDF, Operator as BinaryOp};
 use datafusion::physical_expr::PhysicalExpr;
@@ -22,6 +23,8 @@ use crate::changelog::{RowKind, is_changelog, row_kinds};
 use crate::message::Message;
 use crate::metrics::NodeMetrics;
 use crate::operator::Output;
+
+mod distinct;
 
 const KEYS: [Option<&str>; 5] = [Some("a"), Some("b"), Some("c"), Some("dd"), None];
 
@@ -81,11 +84,15 @@ fn call(
 }
 
 fn spec(keyed: bool, calls: Vec<AggregateCall>) -> AggregateSpec {
+    spec_by(keyed.then_some("k"), calls)
+}
+
+/// A spec grouping by the column `key` (no grouping for `None`).
+fn spec_by(key: Option<&str>, calls: Vec<AggregateCall>) -> AggregateSpec {
     let schema = input_schema();
-    let group_exprs = if keyed {
-        vec![(col("k", &schema).unwrap(), "k".to_string())]
-    } else {
-        vec![]
+    let group_exprs = match key {
+        Some(key) => vec![(col(key, &schema).unwrap(), key.to_string())],
+        None => vec![],
     };
     AggregateSpec::new(group_exprs, calls, &schema, Arc::new(Schema::empty())).unwrap()
 }
@@ -170,6 +177,7 @@ fn row_strings(batch: &RecordBatch, i: usize) -> (String, Vec<String>) {
     (key, vals)
 }
 
+/// A small deterministic random number generator.
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
@@ -194,31 +202,49 @@ fn run_batch(op: &mut dyn Operator, rows: &[Row], metrics: &NodeMetrics) -> Vec<
         .collect()
 }
 
-#[test]
-fn updating_changelog_matches_oracle() {
-    let factory = UpdatingAggregate::new(spec(true, full_calls()), &input_schema(), None).unwrap();
+/// Random rows, the same kind the first tests used: keys from [`KEYS`],
+/// values with NULLs and wide ranges (few repeats).
+fn wide_row(rng: &mut Lcg) -> Row {
+    Row {
+        key: KEYS[rng.next(KEYS.len() as u64) as usize],
+        v: (rng.next(5) != 0).then(|| rng.next(120) as i64 - 20),
+        d: (rng.next(4) != 0).then(|| rng.next(100_000) as i128 - 20_000),
+    }
+}
+
+/// The key column `k` as the output shows it.
+fn key_k(row: &Row) -> String {
+    row.key.map_or("<null>".to_string(), str::to_string)
+}
+
+/// Feeds 200 random batches of `row` into `factory`'s operator and checks,
+/// after each, that the changelog applied so far holds, per key, `oracle` of
+/// all that key's rows; that `-U` retracts the last row and `+U` follows it;
+/// and that exactly the touched keys whose values changed were emitted, in
+/// order of their first row. `key_of` is a row's key as the output shows it.
+fn check_changelog(
+    factory: &UpdatingAggregate,
+    seed: u64,
+    row: &dyn Fn(&mut Lcg) -> Row,
+    key_of: &dyn Fn(&Row) -> String,
+    oracle: &dyn Fn(&[Row], &Schema) -> Vec<String>,
+) {
     let schema = factory.output_schema();
     assert!(is_changelog(&schema));
     let mut op = factory.create().unwrap();
     let metrics = NodeMetrics::default();
-    let mut rng = Lcg(42);
+    let mut rng = Lcg(seed);
     let mut all: HashMap<String, Vec<Row>> = HashMap::new();
     let mut view: HashMap<String, Vec<String>> = HashMap::new();
     let mut total = 0;
     for _ in 0..200 {
         let n = 1 + rng.next(12) as usize;
-        let rows: Vec<Row> = (0..n)
-            .map(|_| Row {
-                key: KEYS[rng.next(KEYS.len() as u64) as usize],
-                v: (rng.next(5) != 0).then(|| rng.next(120) as i64 - 20),
-                d: (rng.next(4) != 0).then(|| rng.next(100_000) as i128 - 20_000),
-            })
-            .collect();
+        let rows: Vec<Row> = (0..n).map(|_| row(&mut rng)).collect();
         total += n;
         let before: HashMap<String, Vec<String>> = view.clone();
         let mut touched: Vec<String> = Vec::new();
         for r in &rows {
-            let key = r.key.map_or("<null>".to_string(), str::to_string);
+            let key = key_of(r);
             if !touched.contains(&key) {
                 touched.push(key.clone());
             }
@@ -268,6 +294,12 @@ fn updating_changelog_matches_oracle() {
         metrics.rows_aggregated.load(Ordering::Relaxed),
         total as u64
     );
+}
+
+#[test]
+fn updating_changelog_matches_oracle() {
+    let factory = UpdatingAggregate::new(spec(true, full_calls()), &input_schema(), None).unwrap();
+    check_changelog(&factory, 42, &wide_row, &key_k, &oracle);
 }
 
 #[test]
@@ -339,9 +371,15 @@ fn updating_global_aggregate_without_keys() {
 fn updating_refuses_unsupported_aggregates() {
     let s = input_schema();
     let v = col("v", &s).unwrap();
-    let calls = vec![call(count_udaf(), v, "n", true, None)];
+    let calls = vec![call(stddev_udaf(), v.clone(), "sd", false, None)];
     let err = UpdatingAggregate::new(spec(true, calls), &s, None).unwrap_err();
-    assert!(err.to_string().contains("COUNT DISTINCT"), "{err}");
+    assert!(
+        err.to_string().contains("STDDEV: function not implemented"),
+        "{err}"
+    );
+    let calls = vec![call(stddev_udaf(), v, "sd", true, None)];
+    let err = UpdatingAggregate::new(spec(true, calls), &s, None).unwrap_err();
+    assert!(err.to_string().contains("STDDEV DISTINCT"), "{err}");
 }
 
 #[test]
