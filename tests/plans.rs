@@ -106,6 +106,12 @@ plan_snapshot!(
 );
 
 plan_snapshot!(
+    updating_distinct_merchants_per_card,
+    "SELECT card_id, COUNT(DISTINCT merchant_id) AS merchants, SUM(amount) AS total
+     FROM payments GROUP BY card_id"
+);
+
+plan_snapshot!(
     average_amount_per_mcc,
     "SELECT window_start, window_end, mcc, AVG(amount) AS avg_amount, MIN(amount), MAX(amount)
      FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' HOUR))

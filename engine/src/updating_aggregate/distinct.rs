@@ -1,0 +1,437 @@
+//! The values a DISTINCT aggregate has seen per group: one hash set per
+//! aggregate call, keyed by (group id, group epoch, value).
+//!
+//! Values are keyed without `ScalarValue`: integers, booleans and temporal
+//! values as `i64`, floats by their bits (all NaNs alike, `-0.0` apart from
+//! `0.0`, as Java's `Double.equals`), `Decimal128` as `i128`, strings and
+//! binaries by their bytes, any other type by its Arrow row encoding. Byte keys
+//! live in one arena per aggregate; the table holds offsets into it.
+//!
+//! A group whose state expired (TTL) and is touched again before the sweep
+//! removes it gets a new epoch: its old values no longer match and it counts
+//! from zero. Entries of old epochs and of expired groups are dropped by the
+//! sweep ([`DistinctValues::compact`]).
+
+use std::hash::{BuildHasher, Hash};
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, UInt64Type};
+use datafusion::arrow::row::{RowConverter, SortField};
+use hashbrown::hash_table::Entry;
+use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
+
+use crate::error::{EngineError, Result};
+
+/// How the values of one input type are keyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum KeyKind {
+    /// Integers, booleans, dates, times, timestamps, durations: as `i64`.
+    Int,
+    /// `Float16`/`Float32`/`Float64`: the `f64` bits, NaN made canonical.
+    Float,
+    /// `Decimal128`: the unscaled `i128`.
+    Dec,
+    /// Strings and binaries: their bytes.
+    Bytes,
+    /// Anything else: the Arrow row encoding.
+    Rows,
+}
+
+impl KeyKind {
+    fn of(data_type: &DataType) -> KeyKind {
+        use DataType::*;
+        match data_type {
+            Boolean
+            | Int8
+            | Int16
+            | Int32
+            | Int64
+            | UInt8
+            | UInt16
+            | UInt32
+            | UInt64
+            | Date32
+            | Date64
+            | Time32(_)
+            | Time64(_)
+            | Timestamp(_, _)
+            | Duration(_) => KeyKind::Int,
+            Float16 | Float32 | Float64 => KeyKind::Float,
+            Decimal128(_, _) => KeyKind::Dec,
+            Utf8 | LargeUtf8 | Utf8View | Binary | LargeBinary | BinaryView => KeyKind::Bytes,
+            _ => KeyKind::Rows,
+        }
+    }
+}
+
+/// A key of a fixed-width value: group id, the group's epoch, value.
+type Slot<V> = (u32, u32, V);
+
+/// The sets, by key kind.
+enum Store {
+    /// Integers and float bits.
+    Wide(HashSet<Slot<i64>>),
+    /// Decimals.
+    Dec(HashSet<Slot<i128>>),
+    /// Bytes (strings, binaries, row-encoded values).
+    Bytes(ByteSet),
+}
+
+/// Distinct values per group of one aggregate call.
+pub(super) struct DistinctValues {
+    kind: KeyKind,
+    store: Store,
+    /// The row encoder, for [`KeyKind::Rows`].
+    rows: Option<RowConverter>,
+    /// Per group id: the epoch whose values count.
+    epochs: Vec<u32>,
+}
+
+impl DistinctValues {
+    /// An empty set for values of `data_type`; fails when Arrow cannot encode
+    /// the type as rows.
+    pub(super) fn try_new(data_type: &DataType) -> Result<Self> {
+        let kind = KeyKind::of(data_type);
+        let rows = if kind == KeyKind::Rows {
+            let field = SortField::new(data_type.clone());
+            if !RowConverter::supports_fields(std::slice::from_ref(&field)) {
+                return Err(EngineError::Config(format!(
+                    "DISTINCT over values of type {data_type} is not supported"
+                )));
+            }
+            Some(RowConverter::new(vec![field])?)
+        } else {
+            None
+        };
+        let store = match kind {
+            KeyKind::Int | KeyKind::Float => Store::Wide(HashSet::new()),
+            KeyKind::Dec => Store::Dec(HashSet::new()),
+            KeyKind::Bytes | KeyKind::Rows => Store::Bytes(ByteSet::default()),
+        };
+        Ok(DistinctValues {
+            kind,
+            store,
+            rows,
+            epochs: Vec::new(),
+        })
+    }
+
+    /// Tracks `groups` groups (new ones start at epoch 0, with no values).
+    pub(super) fn resize(&mut self, groups: usize) -> Result<()> {
+        if groups > u32::MAX as usize {
+            return Err(EngineError::Config(format!(
+                "updating aggregate: {groups} groups exceed the {} a DISTINCT aggregate can hold",
+                u32::MAX
+            )));
+        }
+        self.epochs.resize(groups, 0);
+        Ok(())
+    }
+
+    /// Forgets the values of `group` (it restarts after expiring).
+    pub(super) fn reset(&mut self, group: usize) {
+        if let Some(epoch) = self.epochs.get_mut(group) {
+            *epoch = epoch.wrapping_add(1);
+        }
+    }
+
+    /// Records the values of the rows that pass `passes` (non-NULL ones only)
+    /// under their groups, and returns per row whether it brought a value its
+    /// group had not seen (false for NULLs, rows not passing and repeats, also
+    /// of an earlier row of the same batch).
+    pub(super) fn insert(
+        &mut self,
+        values: &ArrayRef,
+        groups: &[usize],
+        passes: &dyn Fn(usize) -> bool,
+    ) -> Result<Vec<bool>> {
+        if values.len() != groups.len() {
+            return Err(EngineError::InvalidGraph(format!(
+                "DISTINCT aggregate: {} values for {} group ids",
+                values.len(),
+                groups.len()
+            )));
+        }
+        let mut fresh = vec![false; groups.len()];
+        let counted = |i: usize| passes(i) && values.is_valid(i);
+        let epochs = &self.epochs;
+        let slot = |g: usize| -> (u32, u32) {
+            // `resize` keeps group ids below u32::MAX.
+            (g as u32, epochs.get(g).copied().unwrap_or(0))
+        };
+        match (&mut self.store, self.kind) {
+            (Store::Wide(set), KeyKind::Float) => {
+                let floats = cast(values, &DataType::Float64)?;
+                let floats = floats.as_primitive::<Float64Type>().values();
+                insert_fixed(set, groups, &counted, &slot, &mut fresh, |i| {
+                    float_key(floats[i])
+                });
+            }
+            (Store::Wide(set), _) => {
+                if values.data_type() == &DataType::UInt64 {
+                    let ints = values.as_primitive::<UInt64Type>().values();
+                    // Bit-for-bit: u64 values above i64::MAX stay distinct.
+                    insert_fixed(set, groups, &counted, &slot, &mut fresh, |i| {
+                        i64::from_ne_bytes(ints[i].to_ne_bytes())
+                    });
+                } else {
+                    let ints = cast(values, &DataType::Int64)?;
+                    let ints = ints.as_primitive::<Int64Type>().values();
+                    insert_fixed(set, groups, &counted, &slot, &mut fresh, |i| ints[i]);
+                }
+            }
+            (Store::Dec(set), _) => {
+                let decs = values
+                    .as_primitive_opt::<Decimal128Type>()
+                    .ok_or_else(|| {
+                        EngineError::InvalidGraph(format!(
+                            "DISTINCT aggregate: expected decimal values, got {}",
+                            values.data_type()
+                        ))
+                    })?
+                    .values();
+                insert_fixed(set, groups, &counted, &slot, &mut fresh, |i| decs[i]);
+            }
+            (Store::Bytes(set), _) => match values.data_type() {
+                DataType::Utf8 => {
+                    let s = values.as_string::<i32>();
+                    insert_bytes(set, groups, &counted, &slot, &mut fresh, |i| {
+                        s.value(i).as_bytes()
+                    });
+                }
+                DataType::LargeUtf8 => {
+                    let s = values.as_string::<i64>();
+                    insert_bytes(set, groups, &counted, &slot, &mut fresh, |i| {
+                        s.value(i).as_bytes()
+                    });
+                }
+                DataType::Utf8View => {
+                    let s = values.as_string_view();
+                    insert_bytes(set, groups, &counted, &slot, &mut fresh, |i| {
+                        s.value(i).as_bytes()
+                    });
+                }
+                DataType::Binary => {
+                    let b = values.as_binary::<i32>();
+                    insert_bytes(set, groups, &counted, &slot, &mut fresh, |i| b.value(i));
+                }
+                DataType::LargeBinary => {
+                    let b = values.as_binary::<i64>();
+                    insert_bytes(set, groups, &counted, &slot, &mut fresh, |i| b.value(i));
+                }
+                DataType::BinaryView => {
+                    let b = values.as_binary_view();
+                    insert_bytes(set, groups, &counted, &slot, &mut fresh, |i| b.value(i));
+                }
+                other => {
+                    let converter = self.rows.as_ref().ok_or_else(|| {
+                        EngineError::InvalidGraph(format!(
+                            "DISTINCT values of type {other} without a row encoder"
+                        ))
+                    })?;
+                    let rows = converter.convert_columns(std::slice::from_ref(values))?;
+                    insert_bytes(set, groups, &counted, &slot, &mut fresh, |i| {
+                        rows.row(i).data()
+                    });
+                }
+            },
+        }
+        Ok(fresh)
+    }
+
+    /// Keeps the groups where `keep` is true (renumbered in order, as the key
+    /// table is) and drops the values of the others and of old epochs.
+    pub(super) fn compact(&mut self, keep: &[bool]) {
+        let mut next = 0u32;
+        // Per old group id: its new id, if kept.
+        let renumber: Vec<Option<u32>> = keep
+            .iter()
+            .map(|&k| {
+                k.then(|| {
+                    next += 1;
+                    next - 1
+                })
+            })
+            .collect();
+        let epochs = &self.epochs;
+        let live = |group: u32, epoch: u32| -> Option<u32> {
+            let g = group as usize;
+            let new = renumber.get(g).copied().flatten()?;
+            (epochs.get(g) == Some(&epoch)).then_some(new)
+        };
+        match &mut self.store {
+            Store::Wide(set) => compact_fixed(set, &live),
+            Store::Dec(set) => compact_fixed(set, &live),
+            Store::Bytes(set) => set.compact(&live),
+        }
+        super::ttl::retain_kept(&mut self.epochs, keep);
+    }
+
+    /// Number of values held, stale epochs included.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        match &self.store {
+            Store::Wide(set) => set.len(),
+            Store::Dec(set) => set.len(),
+            Store::Bytes(set) => set.table.len(),
+        }
+    }
+
+    /// Approximate bytes held.
+    pub(super) fn size(&self) -> usize {
+        let store = match &self.store {
+            Store::Wide(set) => set.allocation_size(),
+            Store::Dec(set) => set.allocation_size(),
+            Store::Bytes(set) => set.size(),
+        };
+        store + self.epochs.capacity() * 4 + self.rows.as_ref().map_or(0, RowConverter::size)
+    }
+}
+
+/// The key of a float: its bits, every NaN alike.
+fn float_key(value: f64) -> i64 {
+    let bits = if value.is_nan() {
+        f64::NAN.to_bits()
+    } else {
+        value.to_bits()
+    };
+    i64::from_ne_bytes(bits.to_ne_bytes())
+}
+
+/// Inserts the counted rows' values into `set`, marking new ones in `fresh`.
+fn insert_fixed<V: Hash + Eq + Copy>(
+    set: &mut HashSet<Slot<V>>,
+    groups: &[usize],
+    counted: &dyn Fn(usize) -> bool,
+    slot: &dyn Fn(usize) -> (u32, u32),
+    fresh: &mut [bool],
+    value: impl Fn(usize) -> V,
+) {
+    for (i, &g) in groups.iter().enumerate() {
+        if counted(i) {
+            let (group, epoch) = slot(g);
+            fresh[i] = set.insert((group, epoch, value(i)));
+        }
+    }
+}
+
+/// Inserts the counted rows' byte values into `set`, marking new ones in `fresh`.
+fn insert_bytes<'a>(
+    set: &mut ByteSet,
+    groups: &[usize],
+    counted: &dyn Fn(usize) -> bool,
+    slot: &dyn Fn(usize) -> (u32, u32),
+    fresh: &mut [bool],
+    value: impl Fn(usize) -> &'a [u8],
+) {
+    for (i, &g) in groups.iter().enumerate() {
+        if counted(i) {
+            let (group, epoch) = slot(g);
+            fresh[i] = set.insert(group, epoch, value(i));
+        }
+    }
+}
+
+/// Rebuilds `set` with the live entries under their new group ids.
+fn compact_fixed<V: Hash + Eq + Copy>(
+    set: &mut HashSet<Slot<V>>,
+    live: &dyn Fn(u32, u32) -> Option<u32>,
+) {
+    let old = std::mem::take(set);
+    set.extend(
+        old.into_iter()
+            .filter_map(|(g, e, v)| live(g, e).map(|n| (n, e, v))),
+    );
+}
+
+/// Where one byte key lives in the arena.
+#[derive(Debug, Clone, Copy)]
+struct ByteSlot {
+    offset: usize,
+    len: usize,
+    group: u32,
+    epoch: u32,
+}
+
+/// Byte keys per (group, epoch): a hash table of slots into one arena.
+#[derive(Default)]
+struct ByteSet {
+    table: HashTable<ByteSlot>,
+    arena: Vec<u8>,
+    hasher: DefaultHashBuilder,
+}
+
+impl ByteSet {
+    fn hash(hasher: &DefaultHashBuilder, group: u32, epoch: u32, bytes: &[u8]) -> u64 {
+        hasher.hash_one((group, epoch, bytes))
+    }
+
+    fn bytes<'a>(arena: &'a [u8], slot: &ByteSlot) -> &'a [u8] {
+        arena
+            .get(slot.offset..slot.offset + slot.len)
+            .unwrap_or_default()
+    }
+
+    /// Adds `bytes` under (group, epoch); true when it was not there.
+    fn insert(&mut self, group: u32, epoch: u32, bytes: &[u8]) -> bool {
+        let ByteSet {
+            table,
+            arena,
+            hasher,
+        } = self;
+        let len = bytes.len();
+        let hash = Self::hash(hasher, group, epoch, bytes);
+        let entry = table.entry(
+            hash,
+            |s| {
+                s.group == group
+                    && s.epoch == epoch
+                    && s.len == len
+                    && Self::bytes(arena, s) == bytes
+            },
+            |s| Self::hash(hasher, s.group, s.epoch, Self::bytes(arena, s)),
+        );
+        match entry {
+            Entry::Occupied(_) => false,
+            Entry::Vacant(vacant) => {
+                vacant.insert(ByteSlot {
+                    offset: arena.len(),
+                    len,
+                    group,
+                    epoch,
+                });
+                arena.extend_from_slice(bytes);
+                true
+            }
+        }
+    }
+
+    /// Rebuilds the table and arena with the live entries, renumbered.
+    fn compact(&mut self, live: &dyn Fn(u32, u32) -> Option<u32>) {
+        let old_arena = std::mem::take(&mut self.arena);
+        let old_table = std::mem::take(&mut self.table);
+        for slot in old_table {
+            let Some(group) = live(slot.group, slot.epoch) else {
+                continue;
+            };
+            let bytes = Self::bytes(&old_arena, &slot);
+            let hash = Self::hash(&self.hasher, group, slot.epoch, bytes);
+            let moved = ByteSlot {
+                offset: self.arena.len(),
+                group,
+                ..slot
+            };
+            self.arena.extend_from_slice(bytes);
+            let (arena, hasher) = (&self.arena, &self.hasher);
+            self.table.insert_unique(hash, moved, |s| {
+                Self::hash(hasher, s.group, s.epoch, Self::bytes(arena, s))
+            });
+        }
+    }
+
+    /// Approximate bytes held.
+    fn size(&self) -> usize {
+        self.table.allocation_size() + self.arena.capacity()
+    }
+}

@@ -1,0 +1,195 @@
+//! The running instance of an updating aggregate: interns keys, folds each
+//! batch into the running values and emits the changes of the touched groups.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{BooleanArray, UInt32Array};
+use datafusion::arrow::compute::kernels::cmp::distinct;
+use datafusion::arrow::compute::{cast, concat, or, take};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::physical_plan::aggregates::group_values::GroupValues;
+
+use super::accumulator::AggState;
+use super::ttl::{GroupExpiry, retain_keys};
+use crate::aggregate::{AggregateInput, AggregateSpec};
+use crate::changelog::{RowKind, row_kind_array};
+use crate::error::{EngineError, Result};
+use crate::metrics::NodeMetrics;
+use crate::operator::{Operator, Output};
+
+/// The running instance of an [`UpdatingAggregate`](super::UpdatingAggregate).
+pub struct UpdatingAggregateOperator {
+    pub(super) spec: Arc<AggregateSpec>,
+    pub(super) output_schema: SchemaRef,
+    /// Interned keys; `None` without group expressions (one group, id 0).
+    pub(super) group_values: Option<Box<dyn GroupValues>>,
+    pub(super) states: Vec<AggState>,
+    /// Last access per group and the TTL sweep schedule.
+    pub(super) expiry: GroupExpiry,
+    /// Per group: touched by the current batch (reset after each batch).
+    pub(super) marks: Vec<bool>,
+    pub(super) group_indices: Vec<usize>,
+}
+
+impl UpdatingAggregateOperator {
+    /// Number of groups held in state.
+    pub fn num_groups(&self) -> usize {
+        self.expiry.len()
+    }
+
+    /// Approximate bytes held by the state.
+    pub fn state_size(&self) -> usize {
+        let per_agg: usize = self.states.iter().map(AggState::size).sum();
+        self.group_values.as_ref().map_or(0, |v| v.size())
+            + per_agg
+            + self.expiry.size()
+            + self.marks.capacity()
+    }
+
+    /// Assigns group ids to the rows of `input` (into `group_indices`).
+    fn assign_groups(&mut self, input: &AggregateInput) -> Result<()> {
+        match &mut self.group_values {
+            Some(values) => values.intern(&input.groups, &mut self.group_indices)?,
+            None => {
+                self.group_indices.clear();
+                self.group_indices.resize(input.num_rows(), 0);
+            }
+        }
+        Ok(())
+    }
+
+    /// Drops expired groups from memory when a TTL sweep is due (rebuilding the
+    /// key table).
+    fn cleanup(&mut self, now: i64) -> Result<()> {
+        let Some(keep) = self.expiry.sweep(now) else {
+            return Ok(());
+        };
+        if let Some(values) = &mut self.group_values {
+            retain_keys(values, &self.spec.group_schema, &keep)?;
+        }
+        for state in &mut self.states {
+            state.compact(&keep);
+        }
+        self.marks.truncate(self.expiry.len());
+        Ok(())
+    }
+}
+
+impl Operator for UpdatingAggregateOperator {
+    fn output_schema(&self) -> SchemaRef {
+        self.output_schema.clone()
+    }
+
+    fn on_batch(&mut self, batch: RecordBatch, out: &mut Output<'_>) -> Result<()> {
+        let rows = batch.num_rows();
+        if rows == 0 {
+            return Ok(());
+        }
+        let now = self.expiry.now();
+        self.cleanup(now)?;
+        let input = self.spec.evaluate(&batch)?;
+        self.assign_groups(&input)?;
+        let groups_before = self.num_groups();
+        let total = match &self.group_values {
+            Some(values) => values.len(),
+            None => 1,
+        };
+        for state in &mut self.states {
+            state.resize(total)?;
+        }
+        self.expiry.resize(total, now);
+        self.marks.resize(total, false);
+
+        // Touched groups, in order of their first row.
+        let mut touched: Vec<usize> = Vec::new();
+        let mut first_rows: Vec<u32> = Vec::new();
+        for (i, &g) in self.group_indices.iter().enumerate() {
+            if !self.marks[g] {
+                self.marks[g] = true;
+                touched.push(g);
+                first_rows.push(u32::try_from(i).map_err(|_| {
+                    EngineError::Config("updating aggregate: batch too large".into())
+                })?);
+            }
+        }
+        for &g in &touched {
+            self.marks[g] = false;
+        }
+        let is_new: Vec<bool> = touched
+            .iter()
+            .map(|&g| g >= groups_before || self.expiry.expired(g, now))
+            .collect();
+        for (&g, &new) in touched.iter().zip(&is_new) {
+            if new {
+                for state in &mut self.states {
+                    state.reset(g);
+                }
+            }
+        }
+
+        let old = self
+            .states
+            .iter()
+            .map(|s| s.evaluate(&touched))
+            .collect::<Result<Vec<_>>>()?;
+        for ((state, args), mask) in self.states.iter_mut().zip(&input.args).zip(&input.filters) {
+            state.update(args, mask.as_ref(), &self.group_indices)?;
+        }
+        let new = self
+            .states
+            .iter()
+            .map(|s| s.evaluate(&touched))
+            .collect::<Result<Vec<_>>>()?;
+        self.expiry.touch(&touched, now);
+        NodeMetrics::add(&out.metrics().rows_aggregated, rows);
+
+        let mut changed = BooleanArray::from(vec![false; touched.len()]);
+        for (o, n) in old.iter().zip(&new) {
+            changed = or(&changed, &distinct(o, n)?)?;
+        }
+        let n = touched.len();
+        let mut indices: Vec<u32> = Vec::with_capacity(2 * n);
+        let mut kinds: Vec<RowKind> = Vec::with_capacity(2 * n);
+        for (j, &new_group) in is_new.iter().enumerate() {
+            let (before, after) = (j as u32, (n + j) as u32);
+            if new_group {
+                indices.push(after);
+                kinds.push(RowKind::Insert);
+            } else if changed.value(j) {
+                indices.extend([before, after]);
+                kinds.extend([RowKind::UpdateBefore, RowKind::UpdateAfter]);
+            }
+        }
+        out.metrics()
+            .record_state(self.state_size(), self.num_groups());
+        if indices.is_empty() {
+            return Ok(());
+        }
+        let indices = UInt32Array::from(indices);
+        let first_rows = UInt32Array::from(first_rows);
+        let fields = self.output_schema.fields();
+        let mut columns = Vec::with_capacity(fields.len());
+        for key in &input.groups {
+            let key = take(key.as_ref(), &first_rows, None)?;
+            columns.push(take(concat(&[&key, &key])?.as_ref(), &indices, None)?);
+        }
+        for (o, n) in old.iter().zip(&new) {
+            columns.push(take(concat(&[o, n])?.as_ref(), &indices, None)?);
+        }
+        let mut columns = columns
+            .into_iter()
+            .zip(fields.iter())
+            .map(|(c, f)| {
+                if c.data_type() == f.data_type() {
+                    Ok(c)
+                } else {
+                    cast(&c, f.data_type())
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        columns.push(row_kind_array(&kinds));
+        out.batch(RecordBatch::try_new(self.output_schema.clone(), columns)?);
+        Ok(())
+    }
+}
