@@ -3,11 +3,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use watershed::engine::changelog::{RowKind, row_kinds};
-
 use common::*;
 
 const BALANCES: &str = "SELECT account_id, SUM(amount) AS balance, COUNT(*) AS payments, \
@@ -25,48 +20,14 @@ async fn running_balances_changelog_ends_at_the_batch_answer() {
         .await
         .expect("run");
 
-    // Apply the changelog: +I/+U set a key's row, -U/-D remove it.
-    let options = FormatOptions::default().with_null("NULL");
-    let mut state: BTreeMap<String, String> = BTreeMap::new();
-    let mut updates = 0;
-    for batch in &changelog {
-        let kinds = row_kinds(batch).expect("a changelog");
-        let data = batch.num_columns() - 1;
-        let formatters: Vec<ArrayFormatter> = batch.columns()[..data]
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
-            .collect();
-        for (row, kind) in kinds.iter().enumerate() {
-            let cells: Vec<String> = formatters
-                .iter()
-                .map(|f| f.value(row).to_string())
-                .collect();
-            let key = cells[0].clone();
-            match kind {
-                RowKind::Insert | RowKind::UpdateAfter => {
-                    state.insert(key, cells.join(" | "));
-                }
-                RowKind::UpdateBefore | RowKind::Delete => {
-                    updates += 1;
-                    let previous = state.remove(&key);
-                    assert_eq!(
-                        previous,
-                        Some(cells.join(" | ")),
-                        "-U must retract the last row"
-                    );
-                }
-            }
-        }
-    }
+    let replayed = replay_changelog(&changelog).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        updates > 100,
-        "the stream should update balances, got {updates} retractions"
+        replayed.retractions > 100,
+        "the stream should update balances, got {} retractions",
+        replayed.retractions
     );
-    let streaming: Vec<String> = state.into_values().collect::<Vec<_>>();
-    let mut streaming = streaming;
-    streaming.sort();
     let expected = batch_rows(&schema, &batches, BALANCES).await;
-    assert_same_rows("running balances", &streaming, &expected);
+    assert_same_rows("running balances", &replayed.rows, &expected);
 }
 
 #[tokio::test]
