@@ -11,7 +11,15 @@
 //! one by less than the 5 s watermark bound (so no row is late, and the streaming
 //! answer must be the batch answer). The rows are registered as batches of random
 //! length, which decides how parallel source instances split them. Each payment
-//! has zero to two captures, which arrive out of order within the same bound.
+//! has zero to two captures (with its card), which arrive out of order within the
+//! same bound. A bounded table `card_limits` (no WATERMARK) holds up to eight
+//! random per-card limits for the stream-table joins.
+//!
+//! The corpus covers projections and filters, the four window TVFs, window
+//! Top-N, the interval join, window joins of two window aggregates (INNER and
+//! FULL), the stream joined with the bounded table (INNER and LEFT, with a
+//! residual), and an updating GROUP BY, whose changelog depends on batching, so
+//! the table it ends at when replayed is compared.
 //!
 //! Each query is its own property, so a failure names the query; its message
 //! gives the settings and the first differing rows, and proptest then prints the
@@ -112,6 +120,49 @@ const TIMEOUT_JOIN: &str = "SELECT a.txn_id, a.card_id, a.amount, c.event_time A
     FROM payments a LEFT JOIN captures c \
     ON a.txn_id = c.txn_id AND c.event_time BETWEEN a.event_time AND a.event_time + INTERVAL '10' SECOND";
 
+const PAYMENTS_TUMBLE_1S: &str =
+    "TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' SECOND))";
+
+const CAPTURES_TUMBLE_1S: &str =
+    "TABLE(TUMBLE(TABLE captures, DESCRIPTOR(event_time), INTERVAL '1' SECOND))";
+
+/// Window joins: per card and second, the payments' count and total joined
+/// with the captures' count and first captured `txn_id`. Windows hold a few
+/// rows each, so many have a partner and many do not; NULL cards never match.
+const WINDOW_JOIN_INNER: &str = "SELECT p.window_start, p.window_end, p.card_id, p.n, p.total, \
+    c.captured, c.first_txn \
+    FROM (SELECT window_start, window_end, card_id, COUNT(*) AS n, SUM(amount) AS total \
+          FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' SECOND)) \
+          GROUP BY window_start, window_end, card_id) AS p \
+    JOIN (SELECT window_start, window_end, card_id, COUNT(*) AS captured, MIN(txn_id) AS first_txn \
+          FROM TABLE(TUMBLE(TABLE captures, DESCRIPTOR(event_time), INTERVAL '1' SECOND)) \
+          GROUP BY window_start, window_end, card_id) AS c \
+    ON p.window_start = c.window_start AND p.window_end = c.window_end AND p.card_id = c.card_id";
+
+const WINDOW_JOIN_FULL: &str = "SELECT p.window_start, p.window_end, p.card_id, p.n, p.total, \
+    c.window_start, c.window_end, c.card_id, c.captured, c.first_txn \
+    FROM (SELECT window_start, window_end, card_id, COUNT(*) AS n, SUM(amount) AS total \
+          FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' SECOND)) \
+          GROUP BY window_start, window_end, card_id) AS p \
+    FULL JOIN (SELECT window_start, window_end, card_id, COUNT(*) AS captured, MIN(txn_id) AS first_txn \
+          FROM TABLE(TUMBLE(TABLE captures, DESCRIPTOR(event_time), INTERVAL '1' SECOND)) \
+          GROUP BY window_start, window_end, card_id) AS c \
+    ON p.window_start = c.window_start AND p.window_end = c.window_end AND p.card_id = c.card_id";
+
+/// The stream of payments joined with the bounded table of card limits: the
+/// payments over one of their card's limits.
+const OVER_LIMIT_INNER: &str = "SELECT p.txn_id, p.card_id, p.amount, l.max_amount \
+    FROM payments p JOIN card_limits l ON p.card_id = l.card_id WHERE p.amount > l.max_amount";
+
+/// Every payment, with each limit of its card it exceeds (NULLs when none).
+const OVER_LIMIT_LEFT: &str = "SELECT p.txn_id, p.card_id, p.amount, l.card_id, l.max_amount \
+    FROM payments p LEFT JOIN card_limits l ON p.card_id = l.card_id AND p.amount > l.max_amount";
+
+/// An updating aggregate: its changelog depends on how rows are batched, the
+/// table it ends at does not.
+const PER_CARD_TOTALS: &str = "SELECT card_id, COUNT(*) AS n, SUM(amount) AS total, \
+    MAX(amount) AS hi FROM payments GROUP BY card_id";
+
 /// `query` with each `(from, to)` replaced; `from` must occur, so a typo in the
 /// corpus cannot leave the oracle running the streaming text by accident.
 fn rewrite(query: &str, replacements: &[(&str, &str)]) -> String {
@@ -121,6 +172,17 @@ fn rewrite(query: &str, replacements: &[(&str, &str)]) -> String {
             assert!(sql.contains(from), "{from} not found in {sql}");
             sql.replace(from, to)
         })
+}
+
+/// A window join's batch query: both TUMBLE TVFs replaced by `date_bin`.
+fn window_join_oracle(query: &str) -> String {
+    rewrite(
+        query,
+        &[
+            (PAYMENTS_TUMBLE_1S, &tumble_oracle_of("payments", 1_000)),
+            (CAPTURES_TUMBLE_1S, &tumble_oracle_of("captures", 1_000)),
+        ],
+    )
 }
 
 /// The batch answer for a query: DataFusion SQL over the same tables, and a
@@ -224,6 +286,33 @@ proptest! {
         check(&input, TIMEOUT_JOIN, &Oracle::sql(TIMEOUT_JOIN))?;
     }
 
+    #[test]
+    fn inner_window_join_of_aggregates(input in inputs()) {
+        check(&input, WINDOW_JOIN_INNER, &Oracle::sql(window_join_oracle(WINDOW_JOIN_INNER)))?;
+    }
+
+    #[test]
+    fn full_window_join_of_aggregates(input in inputs()) {
+        check(&input, WINDOW_JOIN_FULL, &Oracle::sql(window_join_oracle(WINDOW_JOIN_FULL)))?;
+    }
+
+    #[test]
+    fn inner_join_with_bounded_table(input in inputs()) {
+        check(&input, OVER_LIMIT_INNER, &Oracle::sql(OVER_LIMIT_INNER))?;
+    }
+
+    #[test]
+    fn left_join_with_bounded_table(input in inputs()) {
+        check(&input, OVER_LIMIT_LEFT, &Oracle::sql(OVER_LIMIT_LEFT))?;
+    }
+
+    /// The changelog replayed (`+I`/`+U` add a row, `-U`/`-D` remove it) ends
+    /// at the batch GROUP BY, whatever the batching.
+    #[test]
+    fn updating_aggregate_ends_at_the_batch_answer(input in inputs()) {
+        check_as(&input, PER_CARD_TOTALS, &Oracle::sql(PER_CARD_TOTALS), Answer::FinalTable)?;
+    }
+
     /// The generator keeps its promise: no payment or capture is at or behind
     /// the watermark in force before it (the maximum of earlier event times
     /// minus the bound), so every difference above is the engine's.
@@ -259,19 +348,54 @@ fn config() -> ProptestConfig {
     }
 }
 
+/// How a streaming query's output is compared with the oracle's rows.
+#[derive(Clone, Copy)]
+enum Answer {
+    /// Append-only: the rows themselves.
+    Rows,
+    /// A changelog: the table it ends at when replayed in order.
+    FinalTable,
+}
+
+impl Answer {
+    fn rows(self, batches: &[RecordBatch]) -> Result<Vec<String>, String> {
+        match self {
+            Answer::Rows => Ok(rows_as_text(batches)),
+            Answer::FinalTable => replay_changelog(batches).map(|replayed| replayed.rows),
+        }
+    }
+}
+
 /// Runs `query` streaming at every parallelism and batch size and compares
 /// each answer with the oracle's.
 fn check(input: &Input, query: &str, oracle: &Oracle) -> Result<(), TestCaseError> {
+    check_as(input, query, oracle, Answer::Rows)
+}
+
+/// [`check`], reading the streaming output as `answer` says.
+fn check_as(
+    input: &Input,
+    query: &str,
+    oracle: &Oracle,
+    answer: Answer,
+) -> Result<(), TestCaseError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
-        let tables = input.tables().registered(input.chunk);
-        let expected = (oracle.finish)(batch_rows_of(&tables, &oracle.sql).await);
+        let tables = input.tables();
+        let streams = tables.streams(input.chunk);
+        let bounded = tables.bounded(input.chunk);
+        let all: Vec<_> = streams.iter().chain(&bounded).cloned().collect();
+        let expected = (oracle.finish)(batch_rows_of(&all, &oracle.sql).await);
         for parallelism in PARALLELISM {
             for batch_size in BATCH_SIZES {
-                let ctx = stream_context_of(&tables);
+                let ctx = stream_context_of(&streams);
+                for (name, schema, batches) in &bounded {
+                    ctx.register_batches(name, schema.clone(), batches.clone(), None)
+                        .expect("register bounded table");
+                }
                 ctx.sql(&format!("SET 'parallelism.default' = '{parallelism}'"))
                     .await
                     .expect("set parallelism");
@@ -284,9 +408,10 @@ fn check(input: &Input, query: &str, oracle: &Oracle) -> Result<(), TestCaseErro
                     input.chunk
                 );
                 let rows = match ctx.sql(query).await {
-                    Ok(frame) => frame.collect().await.map(|batches| rows_as_text(&batches)),
-                    Err(e) => Err(e),
+                    Ok(frame) => frame.collect().await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
                 }
+                .and_then(|batches| answer.rows(&batches))
                 .map_err(|e| TestCaseError::fail(format!("{label}\n  failed: {e}")))?;
                 if let Some(difference) = row_difference(&label, &rows, &expected) {
                     return Err(TestCaseError::fail(difference));
@@ -316,13 +441,33 @@ struct Payment {
     captures: Vec<(i64, i64)>,
 }
 
-/// A generated input: payments in arrival order, registered in batches of
-/// `chunk` rows.
+/// A generated input: payments in arrival order and the bounded table of card
+/// limits, registered in batches of `chunk` rows.
 #[derive(Clone)]
 struct Input {
     start_ms: i64,
     chunk: usize,
     payments: Vec<Payment>,
+    /// `(card_id, max_amount in cents)` rows of `card_limits`.
+    limits: Vec<(Option<i64>, Option<i128>)>,
+}
+
+/// Amounts in cents: NULL, whole amounts (so comparisons tie) or any.
+fn amount_cents() -> impl Strategy<Value = Option<i128>> {
+    prop_oneof![
+        1 => Just(None),
+        3 => (0i128..200).prop_map(|u| Some(u * 100)),
+        4 => (-2_000i128..20_000).prop_map(Some),
+    ]
+}
+
+/// Rows of `card_limits`: cards 1 to 5 (payments use 1 to 4, so some limits
+/// match nothing and some cards have none, one or several), a few NULLs.
+fn limits() -> impl Strategy<Value = Vec<(Option<i64>, Option<i128>)>> {
+    prop::collection::vec(
+        (prop::option::weighted(0.9, 1i64..=5), amount_cents()),
+        0..=8,
+    )
 }
 
 fn payment() -> impl Strategy<Value = Payment> {
@@ -337,11 +482,6 @@ fn payment() -> impl Strategy<Value = Payment> {
         2 => 0i64..BOUND_MS,
         1 => Just(BOUND_MS - 1),
     ];
-    let amount = prop_oneof![
-        1 => Just(None),
-        3 => (0i128..200).prop_map(|u| Some(u * 100)),
-        4 => (-2_000i128..20_000).prop_map(Some),
-    ];
     let capture_delay = prop_oneof![(0i64..=48).prop_map(|u| u * GRID_MS), 0i64..15_000,];
     (
         advance,
@@ -349,7 +489,7 @@ fn payment() -> impl Strategy<Value = Payment> {
         prop::option::weighted(0.95, 1i64..=4),
         1i64..=6,
         prop::option::weighted(0.9, prop::sample::select(vec!["DE", "FR", "NL"])),
-        amount,
+        amount_cents(),
         prop::sample::select(vec!["APPROVED", "DECLINED", "TIMEOUT"]),
         prop::collection::vec((capture_delay, 0i64..BOUND_MS), 0..=2),
     )
@@ -374,11 +514,14 @@ fn inputs() -> impl Strategy<Value = Input> {
         (0i64..40).prop_map(|u| START_MS + u * 500),
         prop_oneof![1 => 1usize..8, 3 => 8usize..=128],
         prop::collection::vec(payment(), 20..=320),
+        // Last, so the earlier parts of a stored seed's input stay as they were.
+        limits(),
     )
-        .prop_map(|(start_ms, chunk, payments)| Input {
+        .prop_map(|(start_ms, chunk, payments, limits)| Input {
             start_ms,
             chunk,
             payments,
+            limits,
         })
 }
 
@@ -389,11 +532,19 @@ struct PaymentRow {
     payment: Payment,
 }
 
-/// The generated input laid out: payments and captures in arrival order.
+/// A capture as registered: its payment's `txn_id` and card.
+struct CaptureRow {
+    txn_id: i64,
+    event_time: i64,
+    card_id: Option<i64>,
+}
+
+/// The generated input laid out: payments and captures in arrival order, and
+/// the card limits.
 struct Tables {
     payments: Vec<PaymentRow>,
-    /// `(txn_id, event_time)`.
-    captures: Vec<(i64, i64)>,
+    captures: Vec<CaptureRow>,
+    limits: Vec<(Option<i64>, Option<i128>)>,
 }
 
 impl Input {
@@ -406,7 +557,12 @@ impl Input {
             let event_time = clock - payment.behind_ms;
             let txn_id = i as i64;
             for (delay, shift) in &payment.captures {
-                captures.push((event_time + delay + shift, txn_id, event_time + delay));
+                let capture = CaptureRow {
+                    txn_id,
+                    event_time: event_time + delay,
+                    card_id: payment.card,
+                };
+                captures.push((event_time + delay + shift, capture));
             }
             payments.push(PaymentRow {
                 txn_id,
@@ -414,10 +570,11 @@ impl Input {
                 payment: payment.clone(),
             });
         }
-        captures.sort_by_key(|(arrival, _, _)| *arrival);
+        captures.sort_by_key(|(arrival, _)| *arrival);
         Tables {
             payments,
-            captures: captures.into_iter().map(|(_, id, t)| (id, t)).collect(),
+            captures: captures.into_iter().map(|(_, capture)| capture).collect(),
+            limits: self.limits.clone(),
         }
     }
 }
@@ -428,11 +585,11 @@ impl Tables {
     }
 
     fn capture_times(&self) -> Vec<i64> {
-        self.captures.iter().map(|(_, t)| *t).collect()
+        self.captures.iter().map(|c| c.event_time).collect()
     }
 
-    /// `payments` and `captures` as Arrow batches of `chunk` rows.
-    fn registered(&self, chunk: usize) -> Vec<(&'static str, SchemaRef, Vec<RecordBatch>)> {
+    /// The streams `payments` and `captures` as Arrow batches of `chunk` rows.
+    fn streams(&self, chunk: usize) -> Vec<(&'static str, SchemaRef, Vec<RecordBatch>)> {
         let schema = payments_schema();
         let rows = &self.payments;
         let columns: Vec<ArrayRef> = vec![
@@ -472,15 +629,19 @@ impl Tables {
                 DataType::Timestamp(TimeUnit::Millisecond, None),
                 true,
             ),
+            Field::new("card_id", DataType::Int64, true),
         ]));
         let captures = RecordBatch::try_new(
             capture_schema.clone(),
             vec![
                 Arc::new(Int64Array::from_iter_values(
-                    self.captures.iter().map(|(id, _)| *id),
+                    self.captures.iter().map(|c| c.txn_id),
                 )),
                 Arc::new(TimestampMillisecondArray::from_iter_values(
-                    self.captures.iter().map(|(_, t)| *t),
+                    self.captures.iter().map(|c| c.event_time),
+                )),
+                Arc::new(Int64Array::from_iter(
+                    self.captures.iter().map(|c| c.card_id),
                 )),
             ],
         )
@@ -489,6 +650,28 @@ impl Tables {
             ("payments", schema, chunks(&payments, chunk)),
             ("captures", capture_schema, chunks(&captures, chunk)),
         ]
+    }
+
+    /// The bounded table `card_limits (card_id, max_amount)` as Arrow batches
+    /// of `chunk` rows, for registering without a WATERMARK.
+    fn bounded(&self, chunk: usize) -> Vec<(&'static str, SchemaRef, Vec<RecordBatch>)> {
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("card_id", DataType::Int64, true),
+            Field::new("max_amount", DataType::Decimal128(18, 2), true),
+        ]));
+        let limits = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(Int64Array::from_iter(self.limits.iter().map(|(c, _)| *c))),
+                Arc::new(
+                    Decimal128Array::from_iter(self.limits.iter().map(|(_, m)| *m))
+                        .with_precision_and_scale(18, 2)
+                        .expect("decimal"),
+                ),
+            ],
+        )
+        .expect("limits batch");
+        vec![("card_limits", schema, chunks(&limits, chunk))]
     }
 }
 
@@ -531,9 +714,24 @@ impl fmt::Debug for Input {
                 p.status
             )?;
         }
-        writeln!(f, "captures (arrival order): txn_id, event_time")?;
-        for (id, t) in &tables.captures {
-            writeln!(f, "  {id}, {t}")?;
+        writeln!(f, "captures (arrival order): txn_id, event_time, card_id")?;
+        for c in &tables.captures {
+            writeln!(
+                f,
+                "  {}, {}, {}",
+                c.txn_id,
+                c.event_time,
+                text(c.card_id.map(|c| c.to_string()))
+            )?;
+        }
+        writeln!(f, "card_limits: card_id, max_amount")?;
+        for (card, cents) in &tables.limits {
+            writeln!(
+                f,
+                "  {}, {}",
+                text(card.map(|c| c.to_string())),
+                text(cents.map(|c| Decimal::from_i128_with_scale(c, 2).to_string()))
+            )?;
         }
         Ok(())
     }

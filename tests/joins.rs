@@ -193,18 +193,6 @@ fn tumble_of(table: &str) -> String {
     )
 }
 
-/// The batch side of `{auths}` / `{captures}`: window columns from `date_bin`.
-fn tumble_oracle_of(table: &str) -> String {
-    let bin = format!(
-        "date_bin(INTERVAL '{WINDOW_MS} milliseconds', event_time, TIMESTAMP '1970-01-01 00:00:00')"
-    );
-    format!(
-        "(SELECT *, {bin} AS window_start, {bin} + INTERVAL '{WINDOW_MS} milliseconds' AS window_end, \
-         {bin} + INTERVAL '{} milliseconds' AS window_time FROM {table})",
-        WINDOW_MS - 1
-    )
-}
-
 /// Runs `template` streaming over `auths` and `captures` (6 000 payments each,
 /// different seeds, the same event-time range) and as a batch query, and
 /// compares the rows.
@@ -239,8 +227,8 @@ async fn compare_window_join(label: &str, template: &str, parallelism: usize) {
             .unwrap();
     }
     let oracle_sql = template
-        .replace("{auths}", &tumble_oracle_of("auths"))
-        .replace("{captures}", &tumble_oracle_of("captures"));
+        .replace("{auths}", &tumble_oracle_of("auths", WINDOW_MS))
+        .replace("{captures}", &tumble_oracle_of("captures", WINDOW_MS));
     let expected = rows_as_text(
         &batch_ctx
             .sql(&oracle_sql)
@@ -556,7 +544,7 @@ async fn window_aggregate_joined_with_bounded_table_matches_batch() {
         "{w}",
         "TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '10' SECOND))",
     );
-    let oracle = template.replace("{w}", &tumble_oracle_of("payments"));
+    let oracle = template.replace("{w}", &tumble_oracle_of("payments", WINDOW_MS));
     compare_lookup("window aggregate joined with a table", &streaming, &oracle).await;
 }
 

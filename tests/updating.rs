@@ -3,58 +3,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
-use watershed::engine::changelog::{RowKind, row_kinds};
 
 use common::*;
 
 const BALANCES: &str = "SELECT account_id, SUM(amount) AS balance, COUNT(*) AS payments, \
     MAX(amount) AS largest FROM payments WHERE status = 'APPROVED' GROUP BY account_id";
-
-/// Applies a changelog whose first column is the key: `+I`/`+U` set the key's
-/// row, `-U`/`-D` remove it (and must retract exactly the row it holds).
-/// Returns the final rows, sorted, and the number of retractions.
-fn replay(changelog: &[RecordBatch]) -> (Vec<String>, usize) {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut state: BTreeMap<String, String> = BTreeMap::new();
-    let mut updates = 0;
-    for batch in changelog {
-        let kinds = row_kinds(batch).expect("a changelog");
-        let data = batch.num_columns() - 1;
-        let formatters: Vec<ArrayFormatter> = batch.columns()[..data]
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
-            .collect();
-        for (row, kind) in kinds.iter().enumerate() {
-            let cells: Vec<String> = formatters
-                .iter()
-                .map(|f| f.value(row).to_string())
-                .collect();
-            let key = cells[0].clone();
-            match kind {
-                RowKind::Insert | RowKind::UpdateAfter => {
-                    state.insert(key, cells.join(" | "));
-                }
-                RowKind::UpdateBefore | RowKind::Delete => {
-                    updates += 1;
-                    let previous = state.remove(&key);
-                    assert_eq!(
-                        previous,
-                        Some(cells.join(" | ")),
-                        "-U must retract the last row"
-                    );
-                }
-            }
-        }
-    }
-    let mut rows: Vec<String> = state.into_values().collect();
-    rows.sort();
-    (rows, updates)
-}
 
 /// Runs `query` at `parallelism` over `batches` and returns its changelog.
 async fn changelog_of(
@@ -79,13 +34,14 @@ async fn changelog_of(
 async fn running_balances_changelog_ends_at_the_batch_answer() {
     let (schema, batches) = payments(8_000, 13, 0.0);
     let changelog = changelog_of(&schema, &batches, 1, BALANCES).await;
-    let (streaming, updates) = replay(&changelog);
+    let replayed = replay_changelog(&changelog).unwrap_or_else(|e| panic!("{e}"));
     assert!(
-        updates > 100,
-        "the stream should update balances, got {updates} retractions"
+        replayed.retractions > 100,
+        "the stream should update balances, got {} retractions",
+        replayed.retractions
     );
     let expected = batch_rows(&schema, &batches, BALANCES).await;
-    assert_same_rows("running balances", &streaming, &expected);
+    assert_same_rows("running balances", &replayed.rows, &expected);
 }
 
 /// The risk rule "distinct merchants per card", with a plain SUM beside it.
@@ -108,12 +64,17 @@ async fn count_distinct_changelog_ends_at_the_batch_answer() {
         let expected = batch_rows(&schema, &batches, query).await;
         for parallelism in [1, 2] {
             let changelog = changelog_of(&schema, &batches, parallelism, query).await;
-            let (streaming, updates) = replay(&changelog);
+            let replayed = replay_changelog(&changelog).unwrap_or_else(|e| panic!("{e}"));
             assert!(
-                updates > 100,
-                "p={parallelism}: the stream should update counts, got {updates} retractions"
+                replayed.retractions > 100,
+                "p={parallelism}: the stream should update counts, got {} retractions",
+                replayed.retractions
             );
-            assert_same_rows(&format!("p={parallelism}: {query}"), &streaming, &expected);
+            assert_same_rows(
+                &format!("p={parallelism}: {query}"),
+                &replayed.rows,
+                &expected,
+            );
         }
     }
 }

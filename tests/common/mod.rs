@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use datafusion::arrow::array::RecordBatch;
@@ -12,6 +13,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::SessionContext;
 use watershed::StreamContext;
 use watershed::connectors::payments::{PaymentsConfig, generate_payments, payments_schema};
+use watershed::engine::changelog::row_kinds;
 
 /// The bounded out-of-orderness of the generated data and of the tables' WATERMARK.
 pub const BOUND_MS: i64 = 5_000;
@@ -94,24 +96,75 @@ pub async fn batch_rows_of(
 
 /// Rows rendered as `a | b | c`, sorted, so result sets compare regardless of order.
 pub fn rows_as_text(batches: &[RecordBatch]) -> Vec<String> {
-    let options = FormatOptions::default().with_null("NULL");
     let mut rows = Vec::new();
     for batch in batches {
-        let formatters: Vec<ArrayFormatter> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
-            .collect();
-        for row in 0..batch.num_rows() {
+        rows.extend(row_texts(batch, batch.num_columns()));
+    }
+    rows.sort();
+    rows
+}
+
+/// The first `columns` columns of each row of `batch` as `a | b | c`, in order.
+fn row_texts(batch: &RecordBatch, columns: usize) -> Vec<String> {
+    let options = FormatOptions::default().with_null("NULL");
+    let formatters: Vec<ArrayFormatter> = batch.columns()[..columns]
+        .iter()
+        .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
+        .collect();
+    (0..batch.num_rows())
+        .map(|row| {
             let cells: Vec<String> = formatters
                 .iter()
                 .map(|f| f.value(row).to_string())
                 .collect();
-            rows.push(cells.join(" | "));
+            cells.join(" | ")
+        })
+        .collect()
+}
+
+/// The table a changelog ends at, and how many retractions it took.
+pub struct Replayed {
+    /// The rows left after every change, as `a | b | c` (without the row
+    /// kind), sorted.
+    pub rows: Vec<String>,
+    /// The number of `-U` and `-D` rows.
+    pub retractions: usize,
+}
+
+/// Applies a changelog (batches whose last column is `__row_kind`) in order to
+/// an empty table: `+I` and `+U` add their row, `-U` and `-D` remove one equal
+/// row. An error names the first batch without row kinds or retraction of a row
+/// that is not there.
+pub fn replay_changelog(batches: &[RecordBatch]) -> Result<Replayed, String> {
+    let mut state: BTreeMap<String, usize> = BTreeMap::new();
+    let mut retractions = 0;
+    for (b, batch) in batches.iter().enumerate() {
+        let kinds = row_kinds(batch).map_err(|e| format!("batch {b}: {e}"))?;
+        let rows = row_texts(batch, batch.num_columns() - 1);
+        for (i, (kind, row)) in kinds.iter().zip(rows).enumerate() {
+            if kind.is_addition() {
+                *state.entry(row).or_default() += 1;
+                continue;
+            }
+            retractions += 1;
+            match state.get_mut(&row) {
+                Some(count) if *count > 1 => *count -= 1,
+                Some(_) => {
+                    state.remove(&row);
+                }
+                None => {
+                    return Err(format!(
+                        "batch {b} row {i}: {kind} {row} retracts a row that is not in the table"
+                    ));
+                }
+            }
         }
     }
-    rows.sort();
-    rows
+    let rows = state
+        .into_iter()
+        .flat_map(|(row, count)| std::iter::repeat_n(row, count))
+        .collect();
+    Ok(Replayed { rows, retractions })
 }
 
 /// Asserts two sorted row sets are equal, showing the first differences.
@@ -169,12 +222,18 @@ fn multiset_difference<'a>(a: &'a [String], b: &'a [String]) -> (Vec<&'a String>
 /// The batch oracle's stand-in for TUMBLE over `payments`: window columns from
 /// `date_bin`.
 pub fn tumble_oracle(size_ms: i64) -> String {
+    format!("{} AS w", tumble_oracle_of("payments", size_ms))
+}
+
+/// The batch oracle's stand-in for TUMBLE over `table`, without an alias: the
+/// table's columns and window columns from `date_bin`.
+pub fn tumble_oracle_of(table: &str, size_ms: i64) -> String {
+    let bin = format!(
+        "date_bin(INTERVAL '{size_ms} milliseconds', event_time, TIMESTAMP '1970-01-01 00:00:00')"
+    );
     format!(
-        "(SELECT *, \
-            date_bin(INTERVAL '{size_ms} milliseconds', event_time, TIMESTAMP '1970-01-01 00:00:00') AS window_start, \
-            date_bin(INTERVAL '{size_ms} milliseconds', event_time, TIMESTAMP '1970-01-01 00:00:00') + INTERVAL '{size_ms} milliseconds' AS window_end, \
-            date_bin(INTERVAL '{size_ms} milliseconds', event_time, TIMESTAMP '1970-01-01 00:00:00') + INTERVAL '{} milliseconds' AS window_time \
-          FROM payments) AS w",
+        "(SELECT *, {bin} AS window_start, {bin} + INTERVAL '{size_ms} milliseconds' AS window_end, \
+            {bin} + INTERVAL '{} milliseconds' AS window_time FROM {table})",
         size_ms - 1
     )
 }
