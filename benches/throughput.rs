@@ -93,6 +93,28 @@ async fn streaming_job(
     (started.elapsed().as_secs_f64(), result)
 }
 
+/// CPU time (user + system) this process has used, in seconds, from
+/// `/proc/self/stat` (clock ticks of 10 ms); 0 where that file is missing.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name: utime and stime are the 12th and 13th.
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 /// Peak state bytes per live key-window of the job's aggregate.
 fn bytes_per_key_window(result: &watershed::engine::runtime::JobResult) -> (u64, u64) {
     result
@@ -225,19 +247,24 @@ fn main() {
         // of five runs after a warm-up (a run lasts a few tenths of a second, so
         // single runs are noisy).
         let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+        let mut cores: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for round in 0..6 {
             for (slot, parallelism) in [1, 2].into_iter().enumerate() {
+                let cpu = cpu_seconds();
                 let (s, result) =
                     streaming_job(&schema, &batches, sink_ddl, TUMBLE_SQL, parallelism).await;
+                // CPU time includes planning, which is small next to the run.
+                let used = (cpu_seconds() - cpu) / s;
                 let label = if round == 0 { " (warm-up)" } else { "" };
                 report(
-                    &format!("parallelism {parallelism}{label}"),
+                    &format!("parallelism {parallelism}{label}, {used:.2} cores busy"),
                     parallel_rows,
                     s,
                     result.rows.written,
                 );
                 if round > 0 {
                     rates[slot].push(parallel_rows as f64 / s);
+                    cores[slot].push(used);
                 }
             }
         }
@@ -246,8 +273,11 @@ fn main() {
             rates[rates.len() / 2]
         };
         let (one, two) = (median(&mut rates[0]), median(&mut rates[1]));
+        let [cores_one, cores_two] = &mut cores;
+        let (busy_one, busy_two) = (median(cores_one), median(cores_two));
         println!(
-            "median of 5: parallelism 1 {:.2} M rows/s, parallelism 2 {:.2} M rows/s, speed-up {:.2}x",
+            "median of 5: parallelism 1 {:.2} M rows/s on {busy_one:.2} cores, parallelism 2 \
+             {:.2} M rows/s on {busy_two:.2} cores, speed-up {:.2}x",
             one / 1e6,
             two / 1e6,
             two / one
