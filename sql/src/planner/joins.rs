@@ -20,10 +20,11 @@ use std::sync::Arc;
 use datafusion::common::DFSchemaRef;
 use datafusion::logical_expr::{Expr, Join, JoinType};
 use datafusion::physical_expr::PhysicalExpr;
-use watershed_engine::graph::{JobGraph, Partitioning};
+use watershed_engine::graph::{JobGraph, NodeId, Partitioning};
 use watershed_engine::join::{
     BoundedTableJoin, IntervalJoin, JoinInput, JoinKind, KeyedInput, TableSide,
 };
+use watershed_engine::operator::OperatorFactory;
 
 use super::{Origin, Planned, Planner, arrow_schema, unalias, unsupported};
 use crate::error::Result;
@@ -287,19 +288,7 @@ impl Planner<'_> {
             kind,
             residual,
         )?;
-        let node = graph.add_operator_with_inputs(
-            Arc::new(op),
-            &[
-                (
-                    left.node,
-                    self.key_exchange(key_names(left_schema, &keys.left)),
-                ),
-                (
-                    right.node,
-                    self.key_exchange(key_names(right_schema, &keys.right)),
-                ),
-            ],
-        );
+        let node = self.add_keyed_join(Arc::new(op), join, &keys, (left.node, right.node), graph);
         let mut origins = left.origins.clone();
         origins.extend(right.origins.iter().cloned());
         Ok(Some(Planned {
@@ -308,6 +297,29 @@ impl Planner<'_> {
             changelog: false,
             bounded_table: None,
         }))
+    }
+
+    /// Adds a two-input join whose inputs meet by hash of their equi-join keys
+    /// (forward at parallelism 1).
+    fn add_keyed_join(
+        &self,
+        op: Arc<dyn OperatorFactory>,
+        join: &Join,
+        keys: &EquiKeys,
+        (left, right): (NodeId, NodeId),
+        graph: &mut JobGraph,
+    ) -> NodeId {
+        let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
+        graph.add_operator_with_inputs(
+            op,
+            &[
+                (left, self.key_exchange(key_names(left_schema, &keys.left))),
+                (
+                    right,
+                    self.key_exchange(key_names(right_schema, &keys.right)),
+                ),
+            ],
+        )
     }
 
     /// A window join: an interval join on `window_end - 1 ms` with bounds
@@ -333,19 +345,7 @@ impl Planner<'_> {
             kind,
             residual,
         )?;
-        let node = graph.add_operator_with_inputs(
-            Arc::new(op),
-            &[
-                (
-                    left.node,
-                    self.key_exchange(key_names(left_schema, &keys.left)),
-                ),
-                (
-                    right.node,
-                    self.key_exchange(key_names(right_schema, &keys.right)),
-                ),
-            ],
-        );
+        let node = self.add_keyed_join(Arc::new(op), join, &keys, (left.node, right.node), graph);
         // The output keeps the windows of the sides it never pads, so it can be
         // aggregated by window again.
         let mut origins = output_origins(left.origins, kind.keeps_unmatched_right());
