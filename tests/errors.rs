@@ -241,6 +241,22 @@ async fn windows_over_views_need_a_time_attribute() {
 }
 
 #[tokio::test]
+async fn aggregating_window_columns_of_a_hop_is_refused() {
+    // Before the aggregate, HOP's window columns hold slice bounds: MAX over
+    // them would silently give slice bounds instead of window bounds.
+    let message = plan_error(
+        "SELECT window_start, window_end, card_id, MAX(window_start) AS last_slice \
+         FROM TABLE(HOP(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTE, INTERVAL '5' MINUTES)) \
+         GROUP BY window_start, window_end, card_id",
+    )
+    .await;
+    assert!(
+        message.contains("window_start of HOP(payments") && message.contains("before GROUP BY"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn slices_of_a_hop_over_a_view_are_not_windows_before_the_aggregate() {
     let message = plan_error(
         "CREATE VIEW declines AS SELECT * FROM payments WHERE status = 'DECLINED';

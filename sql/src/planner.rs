@@ -569,6 +569,11 @@ impl<'a> Planner<'a> {
             LogicalPlan::Aggregate(aggregate) => {
                 let input = self.translate(&aggregate.input, graph)?;
                 let input_schema = aggregate.input.schema();
+                // Aggregate arguments see HOP/CUMULATE/SESSION window columns as
+                // slice bounds, not windows: refuse rather than aggregate them.
+                for expr in &aggregate.aggr_expr {
+                    refuse_slice_expression(expr, input_schema, &input.origins)?;
+                }
                 let input_arrow = arrow_schema(input_schema);
                 let mut group_exprs = Vec::new();
                 let mut origins = Vec::new();
