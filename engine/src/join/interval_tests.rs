@@ -20,21 +20,7 @@ use crate::message::Message;
 use crate::metrics::{NodeCounts, NodeMetrics};
 use crate::operator::{Operator, OperatorFactory, Output};
 use crate::time::{MAX_WATERMARK, MIN_WATERMARK, event_time_type};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> i64 {
-        (self.next() % n) as i64
-    }
-}
+use crate::window::test_support::Rng;
 
 #[derive(Debug, Clone, Copy)]
 struct Row {

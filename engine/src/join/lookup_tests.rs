@@ -15,21 +15,7 @@ use super::{BoundedTableJoin, JoinKind, KeyedInput, TableSide};
 use crate::message::Message;
 use crate::metrics::NodeMetrics;
 use crate::operator::{Operator, OperatorFactory, Output};
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: u64) -> i64 {
-        (self.next() % n) as i64
-    }
-}
+use crate::window::test_support::Rng;
 
 /// One row of either input: `k` and `g` are the keys, `v` the amount (stream)
 /// or limit (table).

@@ -335,10 +335,7 @@ impl Planner<'_> {
     ) -> Result<Planned> {
         let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
         let keys = EquiKeys::of(join)?;
-        let residual = match &join.filter {
-            Some(filter) => self.join_residual(join, vec![filter.clone()])?,
-            None => None,
-        };
+        let residual = self.join_residual(join, join.filter.iter().cloned().collect())?;
         let op = IntervalJoin::window_join(
             JoinInput::new(arrow_schema(left_schema), keys.left.clone(), ends.left),
             JoinInput::new(arrow_schema(right_schema), keys.right.clone(), ends.right),
@@ -371,10 +368,7 @@ impl Planner<'_> {
     ) -> Result<Planned> {
         let (left_schema, right_schema) = (join.left.schema(), join.right.schema());
         let keys = EquiKeys::of(join)?;
-        let residual = match &join.filter {
-            Some(filter) => self.join_residual(join, vec![filter.clone()])?,
-            None => None,
-        };
+        let residual = self.join_residual(join, join.filter.iter().cloned().collect())?;
         let op = BoundedTableJoin::new(
             KeyedInput::new(arrow_schema(left_schema), keys.left),
             KeyedInput::new(arrow_schema(right_schema), keys.right),
