@@ -176,6 +176,20 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .cloned()
         .unwrap_or_default();
+    // `--parallelism N` runs the parallel part at that parallelism only (for
+    // profiling one side of the comparison).
+    let only_parallelism: Option<usize> = args
+        .iter()
+        .position(|a| a == "--parallelism")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok());
+    // `--cards N` changes the key count of the parallel part (50k by default).
+    let parallel_cards: u64 = args
+        .iter()
+        .position(|a| a == "--cards")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -205,18 +219,37 @@ fn main() {
             report(&format!("DataFusion batch filter + projection{label}"), rows, s, out as u64);
             println!();
         }
-        // With 50k cards most key-windows hold one or two rows, so HOP's cost is
-        // dominated by emitting 5x the rows of TUMBLE. With 1k cards each
-        // key-window aggregates ~60 rows and slice sharing shows.
+        // HOP's cost against TUMBLE on the same data, as the median of five
+        // alternating runs of each (single runs of ~0.1 s are noisy). With 50k
+        // cards most key-windows hold one or two rows, so HOP's cost is
+        // dominated by emitting ~2x the rows of TUMBLE and merging five slices
+        // per window. With 1k cards each key-window aggregates ~60 rows and
+        // slice sharing shows.
         let (few_schema, few_batches) = generate(rows, 1_000);
-        let mut rates = Vec::new();
-        for sql in [TUMBLE_SQL, HOP_SQL] {
-            let (s, out) = streaming(&few_schema, &few_batches, sink_ddl, sql).await;
-            rates.push(s);
-            let name = if sql == TUMBLE_SQL { "TUMBLE 1 min" } else { "HOP 1 min / 5 min" };
-            report(&format!("streaming {name}, 1k cards"), rows, s, out);
+        for (cards, schema, batches) in [
+            ("50k", &schema, &batches),
+            ("1k", &few_schema, &few_batches),
+        ] {
+            let mut seconds: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+            for _ in 0..5 {
+                for (slot, sql) in [TUMBLE_SQL, HOP_SQL].into_iter().enumerate() {
+                    let (s, _) = streaming(schema, batches, sink_ddl, sql).await;
+                    seconds[slot].push(s);
+                }
+            }
+            let [tumble, hop] = seconds.map(|mut runs| {
+                runs.sort_by(f64::total_cmp);
+                runs[runs.len() / 2]
+            });
+            println!(
+                "{cards} cards, median of 5: TUMBLE {:.2} M rows/s, HOP {:.2} M rows/s, \
+                 HOP / TUMBLE cost {:.2}x",
+                rows as f64 / tumble / 1e6,
+                rows as f64 / hop / 1e6,
+                hop / tumble
+            );
         }
-        println!("HOP / TUMBLE cost with 1k cards: {:.2}x\n", rates[1] / rates[0]);
+        println!();
         let (_, result) = streaming_job(&schema, &batches, sink_ddl, TUMBLE_SQL, 1).await;
         let (bytes, groups) = bytes_per_key_window(&result);
         println!(
@@ -238,10 +271,11 @@ fn main() {
     // Four times the rows: a run at parallelism 2 should last long enough that
     // start-up does not count.
     let parallel_rows = rows * 4;
-    let (schema, batches) = generate(parallel_rows, 50_000);
+    let (schema, batches) = generate(parallel_rows, parallel_cards);
     parallel.block_on(async {
         println!(
-            "\nkeyed TUMBLE aggregate on a 2-worker runtime (hash exchange on card_id), {parallel_rows} rows:"
+            "\nkeyed TUMBLE aggregate on a 2-worker runtime (hash exchange on card_id), \
+             {parallel_rows} rows, {parallel_cards} cards:"
         );
         // Runs alternate between the two parallelisms; each rate is the median
         // of five runs after a warm-up (a run lasts a few tenths of a second, so
@@ -250,14 +284,21 @@ fn main() {
         let mut cores: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         for round in 0..6 {
             for (slot, parallelism) in [1, 2].into_iter().enumerate() {
+                if only_parallelism.is_some_and(|p| p != parallelism) {
+                    continue;
+                }
                 let cpu = cpu_seconds();
                 let (s, result) =
                     streaming_job(&schema, &batches, sink_ddl, TUMBLE_SQL, parallelism).await;
                 // CPU time includes planning, which is small next to the run.
                 let used = (cpu_seconds() - cpu) / s;
                 let label = if round == 0 { " (warm-up)" } else { "" };
+                let (_, peak_groups) = bytes_per_key_window(&result);
                 report(
-                    &format!("parallelism {parallelism}{label}, {used:.2} cores busy"),
+                    &format!(
+                        "parallelism {parallelism}{label}, {used:.2} cores busy, \
+                         peak {peak_groups} key-windows per instance"
+                    ),
                     parallel_rows,
                     s,
                     result.rows.written,
@@ -267,6 +308,9 @@ fn main() {
                     cores[slot].push(used);
                 }
             }
+        }
+        if only_parallelism.is_some() {
+            return;
         }
         let median = |rates: &mut Vec<f64>| {
             rates.sort_by(f64::total_cmp);

@@ -7,6 +7,7 @@
 //! the whole job and is reported with the node that failed.
 
 pub mod exchange;
+pub mod split_pacer;
 pub mod task;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use crate::late_rows::{LateRowsSender, late_rows_channel, run_dead_letter_task};
 use crate::metrics::{JobMetrics, NodeMetrics, RowSummary};
 use crate::source::{SourceContext, Split};
 use exchange::{Envelope, OutputEdge, Routing};
+use split_pacer::SplitPacer;
 use task::{Chain, run_operator_task, run_sink_task, run_source_task};
 
 /// Knobs of the runtime.
@@ -185,6 +187,13 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
     for (c, chain) in chains.iter().enumerate() {
         let head = &graph.nodes[chain[0]];
         let tail = chain[chain.len() - 1];
+        // The splits of a bounded parallel source read in step.
+        let pacer = match &head.kind {
+            NodeKind::Source(factory) if factory.is_bounded() && head.parallelism > 1 => {
+                Some(SplitPacer::new(head.parallelism))
+            }
+            _ => None,
+        };
         // Inputs of the head node, in edge order, and how many senders each has.
         let inputs: Vec<&Edge> = graph.edges.iter().filter(|e| e.to == head.id).collect();
         let senders_per_input: Vec<usize> = inputs
@@ -256,6 +265,7 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
                         outputs,
                         head.name.clone(),
                         head.idle_timeout,
+                        pacer.as_ref().map(|p| p.turn(instance)),
                     );
                     tokio::spawn(catch_panics(task_name.clone(), fut))
                 }

@@ -16,6 +16,7 @@ use crate::message::Message;
 use crate::metrics::NodeMetrics;
 use crate::operator::{Operator, Output};
 use crate::runtime::exchange::{Envelope, OutputEdge};
+use crate::runtime::split_pacer::SplitTurn;
 use crate::sink::Sink;
 use crate::source::{Source, SourceContext};
 use crate::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp};
@@ -118,7 +119,8 @@ async fn route_all(outputs: &[OutputEdge], messages: &mut Vec<Message>) -> Resul
 
 /// Reads a source split, runs the chain, routes the results. With an
 /// `idle_timeout`, a split that yields no batch for that long sends
-/// [`Message::Idle`] once, until its next batch.
+/// [`Message::Idle`] once, until its next batch. With `pacing`, the split waits
+/// for its turn before each read (see [`crate::runtime::split_pacer`]).
 pub async fn run_source_task(
     mut source: Box<dyn Source>,
     mut chain: Chain,
@@ -126,10 +128,14 @@ pub async fn run_source_task(
     outputs: Vec<OutputEdge>,
     name: String,
     idle_timeout: Option<Duration>,
+    pacing: Option<SplitTurn>,
 ) -> Result<()> {
     let mut pending = Vec::new();
     let mut idle = false;
     loop {
+        if let Some(turn) = &pacing {
+            turn.wait().await;
+        }
         let next = match idle_timeout {
             None => source.next_batch(&ctx).await,
             Some(timeout) => {
@@ -154,6 +160,9 @@ pub async fn run_source_task(
         let message = match next {
             Some(batch) => {
                 idle = false;
+                if let Some(turn) = &pacing {
+                    turn.read_one();
+                }
                 NodeMetrics::add(&ctx.metrics.rows_out, batch.num_rows());
                 Message::Batch(batch)
             }
