@@ -44,6 +44,14 @@ pub enum EngineError {
     /// The job was cancelled.
     #[error("job cancelled")]
     Cancelled,
+    /// Reading or writing checkpoint state failed.
+    #[error("checkpoint storage {location}: {message}")]
+    CheckpointStorage {
+        /// Where: the storage URL, or the object within it.
+        location: String,
+        /// What went wrong.
+        message: String,
+    },
     /// A node failed; the error is wrapped with the node's name.
     #[error("{node}: {source}")]
     InNode {

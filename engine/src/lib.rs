@@ -13,6 +13,7 @@
 
 pub mod aggregate;
 pub mod changelog;
+pub mod checkpoint;
 pub mod connector;
 pub mod error;
 pub mod filter;

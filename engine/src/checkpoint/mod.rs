@@ -1,0 +1,12 @@
+//! Checkpoint storage: state objects in Arrow IPC plus a JSON manifest per
+//! checkpoint, behind the [`StateBackend`] trait.
+//!
+//! This is the storage half of checkpointing. The runtime half (barriers,
+//! alignment, operator snapshots and restore) builds on it.
+
+pub mod backend;
+pub mod ipc;
+pub mod manifest;
+
+pub use backend::{ObjectStoreBackend, StateBackend};
+pub use manifest::{CheckpointManifest, StateEntry};
