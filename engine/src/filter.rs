@@ -27,6 +27,15 @@ impl FilterOperator {
 }
 
 impl Operator for FilterOperator {
+    fn snapshot(&mut self) -> Result<Option<crate::checkpoint::OperatorState>> {
+        // No state across batches.
+        Ok(None)
+    }
+
+    fn restore(&mut self, _state: crate::checkpoint::OperatorState) -> Result<()> {
+        Ok(())
+    }
+
     fn output_schema(&self) -> SchemaRef {
         self.schema.clone()
     }

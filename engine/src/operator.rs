@@ -11,6 +11,7 @@ use datafusion::arrow::compute::{filter_record_batch, not};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
+use crate::checkpoint::{OperatorState, checkpoints_unsupported};
 use crate::error::Result;
 use crate::late_rows::{LateRows, LateRowsSender};
 use crate::message::Message;
@@ -139,6 +140,21 @@ pub trait Operator: Send {
     /// Every input is finished: flush whatever is pending. The default does nothing.
     fn on_end(&mut self, _out: &mut Output<'_>) -> Result<()> {
         Ok(())
+    }
+
+    /// The operator's state for a checkpoint, taken when a barrier has arrived
+    /// on every input; `None` for an operator without state. The default says
+    /// the operator cannot take part in checkpoints: stateful operators override
+    /// it (with [`Operator::restore`]), stateless ones return `Ok(None)`.
+    fn snapshot(&mut self) -> Result<Option<OperatorState>> {
+        Err(checkpoints_unsupported("this operator"))
+    }
+
+    /// Puts back the state a [`Operator::snapshot`] of the same operator took,
+    /// before any input arrives.
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        let _ = state;
+        Err(checkpoints_unsupported("this operator"))
     }
 }
 

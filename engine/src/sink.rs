@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use datafusion::arrow::record_batch::RecordBatch;
 
+use crate::checkpoint::{OperatorState, checkpoints_unsupported};
 use crate::error::Result;
 
 /// A writer of result batches to an external system.
@@ -13,6 +14,29 @@ pub trait Sink: Send {
 
     /// The input is finished: flush and make all output visible.
     async fn finish(&mut self) -> Result<()>;
+
+    /// A barrier of checkpoint `checkpoint_id` has arrived on every input:
+    /// everything written before it must be durable (staged, not yet visible)
+    /// once this returns, and the state returned goes into the checkpoint. The
+    /// default says the sink cannot take part in checkpoints.
+    async fn prepare_checkpoint(&mut self, checkpoint_id: u64) -> Result<Option<OperatorState>> {
+        let _ = checkpoint_id;
+        Err(checkpoints_unsupported("this sink"))
+    }
+
+    /// Checkpoint `checkpoint_id` is complete: make what was staged up to its
+    /// barrier visible. Called in order of ids; may skip ids.
+    async fn commit_checkpoint(&mut self, checkpoint_id: u64) -> Result<()> {
+        let _ = checkpoint_id;
+        Ok(())
+    }
+
+    /// Restores a fresh instance from its state in a checkpoint: output staged
+    /// after that checkpoint is discarded, output it covers is committed.
+    async fn restore(&mut self, state: Option<OperatorState>) -> Result<()> {
+        let _ = state;
+        Err(checkpoints_unsupported("this sink"))
+    }
 }
 
 /// What kind of changes a sink can take.

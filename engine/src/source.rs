@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
+use crate::checkpoint::{OperatorState, checkpoints_unsupported};
 use crate::error::Result;
 use crate::metrics::NodeMetrics;
 
@@ -25,6 +26,19 @@ pub trait Source: Send {
     /// Returns the next batch, or `None` once a bounded source is exhausted.
     /// Unbounded sources wait for data instead of returning `None`.
     async fn next_batch(&mut self, ctx: &SourceContext) -> Result<Option<RecordBatch>>;
+
+    /// The split's read position for a checkpoint, taken between two batches.
+    /// The default says the source cannot take part in checkpoints.
+    fn snapshot(&self) -> Result<OperatorState> {
+        Err(checkpoints_unsupported("this source"))
+    }
+
+    /// Moves a fresh split to a position [`Source::snapshot`] took: the next
+    /// batch is the one that followed the snapshot.
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        let _ = state;
+        Err(checkpoints_unsupported("this source"))
+    }
 }
 
 /// Which parallel instance of a node is being created, out of how many.

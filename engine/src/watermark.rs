@@ -65,6 +65,15 @@ impl WatermarkAssigner {
 }
 
 impl Operator for WatermarkAssigner {
+    fn snapshot(&mut self) -> Result<Option<crate::checkpoint::OperatorState>> {
+        // No state across batches.
+        Ok(None)
+    }
+
+    fn restore(&mut self, _state: crate::checkpoint::OperatorState) -> Result<()> {
+        Ok(())
+    }
+
     fn output_schema(&self) -> SchemaRef {
         self.schema.clone()
     }

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use watershed_engine::EngineError;
+use watershed_engine::checkpoint::OperatorState;
 use watershed_engine::metrics::NodeMetrics;
 use watershed_engine::source::{Source, SourceContext, SourceFactory, Split};
 
@@ -144,6 +145,19 @@ impl Source for MemorySource {
         }
         Ok(None)
     }
+
+    fn snapshot(&self) -> Result<OperatorState, EngineError> {
+        OperatorState::counters(&[
+            ("batch", i64::try_from(self.batch).unwrap_or(i64::MAX)),
+            ("offset", i64::try_from(self.offset).unwrap_or(i64::MAX)),
+        ])
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<(), EngineError> {
+        self.batch = usize::try_from(state.counter("batch")?).unwrap_or(usize::MAX);
+        self.offset = usize::try_from(state.counter("offset")?).unwrap_or(usize::MAX);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +203,44 @@ mod tests {
             assert_eq!(ids, vec![1, 2, 3, 4, 5, 6]);
         }
         assert_eq!(ctx.metrics.rows_in.load(Ordering::Relaxed), 12);
+    }
+
+    #[tokio::test]
+    async fn a_split_restored_from_its_snapshot_continues_where_it_was() {
+        let factory = MemorySourceFactory::new(
+            schema(),
+            vec![
+                batch(vec![1, 2, 3, 4, 5]),
+                batch(vec![6, 7]),
+                batch(vec![8, 9, 10]),
+            ],
+        )
+        .unwrap();
+        let ctx = SourceContext {
+            metrics: Arc::new(NodeMetrics::default()),
+            batch_size: 2,
+        };
+        let ids = |b: RecordBatch| -> Vec<i64> {
+            b.column(0).as_primitive::<Int64Type>().values().to_vec()
+        };
+        let split = Split { index: 0, count: 2 };
+        let mut first = factory.create(split).unwrap();
+        assert_eq!(
+            ids(first.next_batch(&ctx).await.unwrap().unwrap()),
+            vec![1, 2]
+        );
+        let position = first.snapshot().unwrap();
+        let mut resumed = factory.create(split).unwrap();
+        resumed.restore(position).unwrap();
+        let mut rest = Vec::new();
+        while let Some(b) = resumed.next_batch(&ctx).await.unwrap() {
+            rest.extend(ids(b));
+        }
+        assert_eq!(rest, vec![3, 4, 5, 8, 9, 10]);
+
+        let bad = OperatorState::counters(&[("other", 1)]).unwrap();
+        let err = factory.create(split).unwrap().restore(bad).unwrap_err();
+        assert!(err.to_string().contains("no counter 'batch'"), "{err}");
     }
 
     #[tokio::test]

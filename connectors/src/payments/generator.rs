@@ -226,6 +226,20 @@ impl PaymentsGenerator {
         self.emitted
     }
 
+    /// Index of the next row this generator emits (its read position).
+    pub fn next_row(&self) -> u64 {
+        self.next_row
+    }
+
+    /// Continues from a position [`next_row`](Self::next_row) and
+    /// [`rows_generated`](Self::rows_generated) reported: the rows that follow
+    /// are the ones an uninterrupted generator would have emitted next.
+    pub fn seek(&mut self, next_row: u64, rows_generated: u64) {
+        self.next_row = next_row;
+        self.emitted = rows_generated;
+        self.rng.set_word_pos(word_pos(next_row));
+    }
+
     /// Rows this generator (split) has left to emit, or `None` when unbounded.
     pub fn remaining(&self) -> Option<u64> {
         self.config.number_of_rows.map(|n| {

@@ -7,6 +7,8 @@
 pub mod backend;
 pub mod ipc;
 pub mod manifest;
+pub mod state;
 
 pub use backend::{ObjectStoreBackend, StateBackend};
 pub use manifest::{CheckpointManifest, StateEntry};
+pub use state::{OperatorState, checkpoints_unsupported};

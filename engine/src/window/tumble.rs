@@ -76,6 +76,15 @@ impl TumbleAssigner {
 }
 
 impl Operator for TumbleAssigner {
+    fn snapshot(&mut self) -> Result<Option<crate::checkpoint::OperatorState>> {
+        // No state across batches.
+        Ok(None)
+    }
+
+    fn restore(&mut self, _state: crate::checkpoint::OperatorState) -> Result<()> {
+        Ok(())
+    }
+
     fn output_schema(&self) -> SchemaRef {
         self.schema.clone()
     }
