@@ -6,6 +6,7 @@
 //! memory. Sinks run in tasks of their own. A failure or panic in any task stops
 //! the whole job and is reported with the node that failed.
 
+pub mod alignment;
 pub mod exchange;
 pub mod split_pacer;
 pub mod task;
