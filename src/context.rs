@@ -7,7 +7,10 @@ use std::sync::{Arc, RwLock};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use watershed_connectors::DefaultConnectors;
+use watershed_connectors::units::parse_duration;
+use watershed_engine::checkpoint::{CheckpointManifest, ObjectStoreBackend, StateBackend};
 use watershed_engine::runtime::RuntimeConfig;
+use watershed_engine::runtime::checkpointing::{CheckpointSettings, RestoredCheckpoint};
 use watershed_sql::catalog::{Catalog, TableDef};
 use watershed_sql::error::SqlError;
 use watershed_sql::parser::{Located, Statement, parse_script};
@@ -24,12 +27,20 @@ pub mod settings {
     pub const RUNTIME_MODE: &str = "execution.runtime-mode";
     /// Flink's default parallelism: parallel instances of every node.
     pub const PARALLELISM: &str = "parallelism.default";
+    /// Time between checkpoints (Flink's key); unset means no checkpoints.
+    pub const CHECKPOINT_INTERVAL: &str = "execution.checkpointing.interval";
+    /// Where checkpoints go: `file:///dir` or a directory path (Flink 2's key).
+    pub const CHECKPOINT_DIR: &str = "execution.checkpointing.dir";
+    /// How many completed checkpoints to keep (Flink's key; default 1).
+    pub const CHECKPOINT_RETAINED: &str = "execution.checkpointing.num-retained";
 }
 
 /// A session: catalog, connectors and runtime settings.
 pub struct StreamContext {
     catalog: RwLock<Catalog>,
     connectors: Arc<DefaultConnectors>,
+    /// The checkpoint the next job starts from (see [`StreamContext::restore_latest`]).
+    restore: RwLock<Option<Arc<RestoredCheckpoint>>>,
 }
 
 impl Default for StreamContext {
@@ -44,6 +55,7 @@ impl StreamContext {
         StreamContext {
             catalog: RwLock::new(Catalog::default()),
             connectors: Arc::new(DefaultConnectors::new()),
+            restore: RwLock::new(None),
         }
     }
 
@@ -79,7 +91,79 @@ impl StreamContext {
                 ))
             })?;
         }
+        if let Some(interval) = catalog.setting(settings::CHECKPOINT_INTERVAL) {
+            let interval = parse_duration(interval).map_err(|e| {
+                WatershedError::Usage(format!("SET '{}': {e}", settings::CHECKPOINT_INTERVAL))
+            })?;
+            if interval.is_zero() {
+                return Err(WatershedError::Usage(format!(
+                    "SET '{}': the interval must be positive",
+                    settings::CHECKPOINT_INTERVAL
+                )));
+            }
+            let num_retained = match catalog.setting(settings::CHECKPOINT_RETAINED) {
+                None => 1,
+                Some(n) => n.trim().parse().ok().filter(|&n| n > 0).ok_or_else(|| {
+                    WatershedError::Usage(format!(
+                        "SET '{}' = '{n}': expected a positive number",
+                        settings::CHECKPOINT_RETAINED
+                    ))
+                })?,
+            };
+            config.checkpointing = Some(CheckpointSettings {
+                interval,
+                backend: self.checkpoint_backend()?,
+                num_retained,
+                restore: self.restore.read().ok().and_then(|r| r.clone()),
+            });
+        }
         Ok(config)
+    }
+
+    /// The store `execution.checkpointing.dir` names.
+    fn checkpoint_backend(&self) -> Result<Arc<dyn StateBackend>> {
+        let catalog = self.catalog();
+        let dir = catalog.setting(settings::CHECKPOINT_DIR).ok_or_else(|| {
+            WatershedError::Usage(format!(
+                "checkpoints need a place: SET '{}' = 'file:///some/dir'",
+                settings::CHECKPOINT_DIR
+            ))
+        })?;
+        Ok(Arc::new(ObjectStoreBackend::open(dir)?))
+    }
+
+    /// Makes the next job start from the newest completed checkpoint in
+    /// `execution.checkpointing.dir` and returns its id, or `None` (and a fresh
+    /// start) when there is none. The job must be the same query; its
+    /// checkpoints go on from the restored id.
+    pub async fn restore_latest(&self) -> Result<Option<u64>> {
+        let backend = self.checkpoint_backend()?;
+        let Some(manifest) = backend.latest_completed().await? else {
+            return Ok(None);
+        };
+        self.restore_manifest(backend.as_ref(), manifest)
+            .await
+            .map(Some)
+    }
+
+    /// Like [`StreamContext::restore_latest`], from completed checkpoint `id`.
+    pub async fn restore_checkpoint(&self, id: u64) -> Result<u64> {
+        let backend = self.checkpoint_backend()?;
+        let manifest = backend.manifest(id).await?;
+        self.restore_manifest(backend.as_ref(), manifest).await
+    }
+
+    async fn restore_manifest(
+        &self,
+        backend: &dyn StateBackend,
+        manifest: CheckpointManifest,
+    ) -> Result<u64> {
+        let id = manifest.checkpoint_id;
+        let restored = RestoredCheckpoint::load(backend, manifest).await?;
+        if let Ok(mut slot) = self.restore.write() {
+            *slot = Some(Arc::new(restored));
+        }
+        Ok(id)
     }
 
     /// Registers an in-memory table from record batches and declares it in the

@@ -51,4 +51,18 @@ impl Sink for BlackholeSink {
     async fn finish(&mut self) -> Result<(), EngineError> {
         Ok(())
     }
+
+    async fn prepare_checkpoint(
+        &mut self,
+        _checkpoint_id: u64,
+    ) -> Result<Option<watershed_engine::checkpoint::OperatorState>, EngineError> {
+        Ok(None)
+    }
+
+    async fn restore(
+        &mut self,
+        _state: Option<watershed_engine::checkpoint::OperatorState>,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
 }

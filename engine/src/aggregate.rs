@@ -14,9 +14,11 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, UInt32Array};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatchOptions, UInt32Array,
+};
 use datafusion::arrow::compute::{cast, filter, take};
-use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -24,7 +26,7 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use crate::error::Result;
+use crate::error::{EngineError, Result};
 
 /// One aggregate call: the function and its optional `FILTER (WHERE ...)`.
 #[derive(Debug, Clone)]
@@ -296,7 +298,84 @@ impl StateBatch {
     }
 }
 
+impl StateBatch {
+    /// The state as one record batch for a checkpoint: an Int64 column `tag`
+    /// (what the caller keys the state by, e.g. a window end) holding `tag` on
+    /// every row, the key columns `k<i>` and the state columns `s<a>_<j>` (state
+    /// column `j` of aggregate `a`).
+    pub fn to_record_batch(&self, tag: i64) -> Result<RecordBatch> {
+        let mut fields = vec![Field::new("tag", DataType::Int64, false)];
+        let mut columns: Vec<ArrayRef> =
+            vec![Arc::new(Int64Array::from(vec![tag; self.num_groups]))];
+        for (i, key) in self.keys.iter().enumerate() {
+            fields.push(Field::new(format!("k{i}"), key.data_type().clone(), true));
+            columns.push(Arc::clone(key));
+        }
+        for (a, state) in self.states.iter().enumerate() {
+            for (j, column) in state.iter().enumerate() {
+                fields.push(Field::new(
+                    format!("s{a}_{j}"),
+                    column.data_type().clone(),
+                    true,
+                ));
+                columns.push(Arc::clone(column));
+            }
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(self.num_groups));
+        Ok(RecordBatch::try_new_with_options(
+            Arc::new(Schema::new(fields)),
+            columns,
+            &options,
+        )?)
+    }
+
+    /// Reads back a batch [`StateBatch::to_record_batch`] wrote: its tag (0 for
+    /// an empty batch) and the state.
+    pub fn from_record_batch(batch: &RecordBatch) -> Result<(i64, StateBatch)> {
+        let schema = batch.schema();
+        let bad = |what: &str| EngineError::Config(format!("checkpoint state: {what}"));
+        let tag = batch
+            .column_by_name("tag")
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .ok_or_else(|| bad("no Int64 'tag' column"))?;
+        let tag = if tag.is_empty() { 0 } else { tag.value(0) };
+        let mut keys = Vec::new();
+        let mut states: Vec<Vec<ArrayRef>> = Vec::new();
+        for (field, column) in schema.fields().iter().zip(batch.columns()).skip(1) {
+            let name = field.name();
+            if name.starts_with('k') {
+                keys.push(Arc::clone(column));
+            } else if let Some((a, _)) = name.strip_prefix('s').and_then(|n| n.split_once('_')) {
+                let a: usize = a.parse().map_err(|_| bad(&format!("column '{name}'")))?;
+                if states.len() <= a {
+                    states.resize_with(a + 1, Vec::new);
+                }
+                states[a].push(Arc::clone(column));
+            } else {
+                return Err(bad(&format!("unexpected column '{name}'")));
+            }
+        }
+        Ok((
+            tag,
+            StateBatch {
+                keys,
+                states,
+                num_groups: batch.num_rows(),
+            },
+        ))
+    }
+}
+
 impl GroupedAggregates {
+    /// A copy of the state for a checkpoint. The state is taken out and merged
+    /// back into fresh accumulators (DataFusion's accumulators can only hand
+    /// their state over), so this costs about one merge of every group.
+    pub fn snapshot(&mut self, spec: &AggregateSpec) -> Result<StateBatch> {
+        let taken = std::mem::replace(self, spec.new_state()?).into_state()?;
+        self.merge_state(&taken)?;
+        Ok(taken)
+    }
+
     /// Folds a batch of evaluated input into the state.
     pub fn update(&mut self, input: &AggregateInput) -> Result<()> {
         if !self.assign_groups(&input.groups, input.num_rows())? {

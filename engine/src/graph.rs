@@ -55,6 +55,17 @@ impl Node {
         }
     }
 
+    /// The node's id in checkpoints: its position and name, stable across runs
+    /// of the same query (planning is deterministic).
+    pub fn operator_id(&self) -> String {
+        let name: String = self
+            .name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect();
+        format!("n{}-{}", self.id, name.trim_matches('-'))
+    }
+
     fn explain(&self) -> Vec<String> {
         match &self.kind {
             NodeKind::Source(s) => {
@@ -285,6 +296,35 @@ impl JobGraph {
             }
         }
         chains
+    }
+}
+
+impl JobGraph {
+    /// A digest of what the job computes: every node's id, name and EXPLAIN
+    /// lines and every edge, without parallelism. Checkpoints record it; a
+    /// restore into a graph with another fingerprint is refused.
+    pub fn fingerprint(&self) -> String {
+        // FNV-1a, 64 bits: stable across builds and platforms.
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        let mut feed = |text: &str| {
+            for byte in text.bytes().chain(std::iter::once(0)) {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0100_0000_01b3);
+            }
+        };
+        for node in &self.nodes {
+            feed(&node.operator_id());
+            for line in node.explain() {
+                feed(&line);
+            }
+        }
+        for edge in &self.edges {
+            feed(&format!(
+                "{} -> {} {:?}",
+                edge.from, edge.to, edge.partitioning
+            ));
+        }
+        format!("{hash:016x}")
     }
 }
 

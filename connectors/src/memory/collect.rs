@@ -1,11 +1,13 @@
 //! A sink that appends every batch to a shared vector, for tests and small
 //! embedded queries.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::arrow::record_batch::RecordBatch;
 use watershed_engine::EngineError;
+use watershed_engine::checkpoint::OperatorState;
 use watershed_engine::sink::{Sink, SinkFactory};
 use watershed_engine::source::Split;
 
@@ -16,6 +18,7 @@ use crate::options::CONNECTOR;
 #[derive(Debug, Clone, Default)]
 pub struct CollectSinkFactory {
     batches: Arc<Mutex<Vec<RecordBatch>>>,
+    committed: Arc<Mutex<HashSet<(usize, u64)>>>,
 }
 
 impl CollectSinkFactory {
@@ -26,7 +29,10 @@ impl CollectSinkFactory {
 
     /// A factory appending to an existing collection.
     pub fn with_target(batches: Arc<Mutex<Vec<RecordBatch>>>) -> Self {
-        CollectSinkFactory { batches }
+        CollectSinkFactory {
+            batches,
+            committed: Arc::default(),
+        }
     }
 
     /// The shared collection.
@@ -58,28 +64,122 @@ impl SinkFactory for CollectSinkFactory {
     /// Every instance appends to the same collection, so the split is ignored;
     /// with several instances, batches of different instances interleave in
     /// arrival order.
-    fn create(&self, _split: Split) -> Result<Box<dyn Sink>, EngineError> {
+    fn create(&self, split: Split) -> Result<Box<dyn Sink>, EngineError> {
         Ok(Box::new(CollectSink {
             batches: self.batches.clone(),
+            committed: self.committed.clone(),
+            instance: split.index,
+            staging: None,
         }))
     }
 }
 
+/// With checkpoints, a collect sink is exactly-once within its process: batches
+/// are staged per checkpoint and appended when the checkpoint completes, and a
+/// checkpoint's batches travel in its state, so a restore appends them if the
+/// completion notice never arrived.
 struct CollectSink {
     batches: Arc<Mutex<Vec<RecordBatch>>>,
+    /// (instance, checkpoint) pairs already appended, shared by restarts.
+    committed: Arc<Mutex<HashSet<(usize, u64)>>>,
+    instance: usize,
+    /// `Some` once the job runs with checkpoints.
+    staging: Option<Staging>,
+}
+
+#[derive(Default)]
+struct Staging {
+    /// Written since the last barrier.
+    open: Vec<RecordBatch>,
+    /// Staged per checkpoint, waiting for its completion.
+    pending: BTreeMap<u64, Vec<RecordBatch>>,
+}
+
+/// Schema metadata key holding the checkpoint id of a collect sink's state.
+const CHECKPOINT_KEY: &str = "watershed.collect.checkpoint";
+
+impl CollectSink {
+    fn append(&self, checkpoint: Option<u64>, batches: Vec<RecordBatch>) {
+        if let Some(id) = checkpoint {
+            let mut committed = lock(&self.committed);
+            if !committed.insert((self.instance, id)) {
+                return;
+            }
+        }
+        lock(&self.batches).extend(batches);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[async_trait]
 impl Sink for CollectSink {
     async fn write_batch(&mut self, batch: RecordBatch) -> Result<(), EngineError> {
-        self.batches
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(batch);
+        match &mut self.staging {
+            Some(staging) => staging.open.push(batch),
+            None => lock(&self.batches).push(batch),
+        }
         Ok(())
     }
 
     async fn finish(&mut self) -> Result<(), EngineError> {
+        if let Some(staging) = self.staging.take() {
+            for (id, batches) in staging.pending {
+                self.append(Some(id), batches);
+            }
+            self.append(None, staging.open);
+        }
+        Ok(())
+    }
+
+    async fn prepare_checkpoint(
+        &mut self,
+        checkpoint_id: u64,
+    ) -> Result<Option<OperatorState>, EngineError> {
+        let Some(staging) = self.staging.as_mut() else {
+            return Ok(None);
+        };
+        let batches = std::mem::take(&mut staging.open);
+        staging.pending.insert(checkpoint_id, batches.clone());
+        let Some(first) = batches.first() else {
+            return Ok(None);
+        };
+        let metadata = HashMap::from([(CHECKPOINT_KEY.to_string(), checkpoint_id.to_string())]);
+        let schema = Arc::new(first.schema().as_ref().clone().with_metadata(metadata));
+        let batches = batches
+            .into_iter()
+            .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(OperatorState { schema, batches }))
+    }
+
+    async fn commit_checkpoint(&mut self, checkpoint_id: u64) -> Result<(), EngineError> {
+        let Some(staging) = self.staging.as_mut() else {
+            return Ok(());
+        };
+        let later = staging.pending.split_off(&(checkpoint_id + 1));
+        let due = std::mem::replace(&mut staging.pending, later);
+        for (id, batches) in due {
+            self.append(Some(id), batches);
+        }
+        Ok(())
+    }
+
+    async fn restore(&mut self, state: Option<OperatorState>) -> Result<(), EngineError> {
+        self.staging = Some(Staging::default());
+        if let Some(state) = state {
+            let id = state
+                .schema
+                .metadata()
+                .get(CHECKPOINT_KEY)
+                .and_then(|id| id.parse().ok())
+                .ok_or_else(|| {
+                    EngineError::Config("collect sink state without its checkpoint id".into())
+                })?;
+            self.append(Some(id), state.batches);
+        }
         Ok(())
     }
 }

@@ -22,6 +22,9 @@ impl OperatorState {
     }
 }
 
+/// Schema metadata key of an operator's watermark in its state.
+const WATERMARK_KEY: &str = "watershed.watermark";
+
 /// The error of an operator, source or sink that cannot take part in
 /// checkpoints yet: jobs with checkpointing on are refused at start.
 pub fn checkpoints_unsupported(what: &str) -> EngineError {
@@ -32,6 +35,50 @@ pub fn checkpoints_unsupported(what: &str) -> EngineError {
 }
 
 impl OperatorState {
+    /// State made of batches that share one schema (e.g. one batch per open
+    /// window from `StateBatch::to_record_batch`); an empty state has a schema
+    /// of just the `tag` column.
+    pub fn tagged_batches(batches: Vec<RecordBatch>) -> crate::error::Result<Self> {
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
+        use std::sync::Arc;
+        let schema = match batches.first() {
+            Some(first) => first.schema(),
+            None => Arc::new(Schema::new(vec![Field::new("tag", DataType::Int64, false)])),
+        };
+        // Batches from different windows may differ in nullability only.
+        let batches = batches
+            .into_iter()
+            .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        Ok(OperatorState { schema, batches })
+    }
+
+    /// The state with the operator's watermark in its schema's metadata.
+    pub fn with_watermark(
+        mut self,
+        watermark: crate::time::Timestamp,
+    ) -> crate::error::Result<Self> {
+        let mut metadata = self.schema.metadata().clone();
+        metadata.insert(WATERMARK_KEY.into(), watermark.to_string());
+        let schema = std::sync::Arc::new(self.schema.as_ref().clone().with_metadata(metadata));
+        self.batches = self
+            .batches
+            .into_iter()
+            .map(|b| b.with_schema(schema.clone()))
+            .collect::<std::result::Result<_, _>>()?;
+        self.schema = schema;
+        Ok(self)
+    }
+
+    /// The watermark [`OperatorState::with_watermark`] stored.
+    pub fn watermark(&self) -> crate::error::Result<crate::time::Timestamp> {
+        self.schema
+            .metadata()
+            .get(WATERMARK_KEY)
+            .and_then(|w| w.parse().ok())
+            .ok_or_else(|| EngineError::Config("checkpoint state without its watermark".into()))
+    }
+
     /// A one-row state of named integer counters (a source split's read
     /// position, say).
     pub fn counters(values: &[(&str, i64)]) -> crate::error::Result<Self> {

@@ -7,6 +7,7 @@
 //! the whole job and is reported with the node that failed.
 
 pub mod alignment;
+pub mod checkpointing;
 pub mod exchange;
 pub mod split_pacer;
 pub mod task;
@@ -23,9 +24,10 @@ use crate::graph::{Edge, JobGraph, NodeId, NodeKind, Partitioning};
 use crate::late_rows::{LateRowsSender, late_rows_channel, run_dead_letter_task};
 use crate::metrics::{JobMetrics, NodeMetrics, RowSummary};
 use crate::source::{SourceContext, Split};
+use checkpointing::{CheckpointLog, CheckpointSettings, CheckpointStats, Coordinator};
 use exchange::{Envelope, OutputEdge, Routing};
 use split_pacer::SplitPacer;
-use task::{Chain, run_operator_task, run_sink_task, run_source_task};
+use task::{Chain, SourceControl, run_operator_task, run_sink_task, run_source_task};
 
 /// Knobs of the runtime.
 #[derive(Debug, Clone)]
@@ -34,6 +36,9 @@ pub struct RuntimeConfig {
     pub batch_size: usize,
     /// Capacity, in messages, of the channel in front of each sink.
     pub channel_capacity: usize,
+    /// Periodic checkpoints, and the checkpoint to restore; `None` runs
+    /// without checkpoints.
+    pub checkpointing: Option<CheckpointSettings>,
 }
 
 impl Default for RuntimeConfig {
@@ -41,6 +46,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             batch_size: 8192,
             channel_capacity: 16,
+            checkpointing: None,
         }
     }
 }
@@ -50,6 +56,7 @@ pub struct JobHandle {
     name: String,
     metrics: JobMetrics,
     tasks: Vec<(String, JoinHandle<Result<()>>)>,
+    checkpoints: Option<Arc<CheckpointLog>>,
 }
 
 /// What a finished job reports.
@@ -61,6 +68,8 @@ pub struct JobResult {
     pub rows: RowSummary,
     /// Final per-node counters.
     pub metrics: JobMetrics,
+    /// The checkpoints the job completed, oldest first.
+    pub checkpoints: Vec<CheckpointStats>,
 }
 
 impl JobHandle {
@@ -74,6 +83,14 @@ impl JobHandle {
         &self.metrics
     }
 
+    /// The checkpoints completed so far, oldest first (empty without checkpoints).
+    pub fn checkpoints(&self) -> Vec<CheckpointStats> {
+        self.checkpoints
+            .as_ref()
+            .map(|log| log.completed())
+            .unwrap_or_default()
+    }
+
     /// Stops every task of the job.
     pub fn cancel(&self) {
         for (_, task) in &self.tasks {
@@ -85,6 +102,7 @@ impl JobHandle {
     /// and wins over the echoes it causes in them (closed channels).
     pub async fn wait(self) -> Result<JobResult> {
         let aborts: Vec<_> = self.tasks.iter().map(|(_, t)| t.abort_handle()).collect();
+        let checkpoints = self.checkpoints.clone();
         let mut running: FuturesUnordered<_> = self
             .tasks
             .into_iter()
@@ -119,6 +137,7 @@ impl JobHandle {
                 name: self.name,
                 rows: self.metrics.summary(),
                 metrics: self.metrics,
+                checkpoints: checkpoints.map(|log| log.completed()).unwrap_or_default(),
             }),
         }
     }
@@ -171,6 +190,20 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
         inboxes.push(rxs);
     }
 
+    let mut coordinator = match &config.checkpointing {
+        Some(settings) => {
+            let fingerprint = graph.fingerprint();
+            if let Some(restore) = &settings.restore {
+                check_restore_matches(graph, &fingerprint, &restore.manifest)?;
+            }
+            Some(Coordinator::new(
+                settings.clone(),
+                graph.name.clone(),
+                fingerprint,
+            ))
+        }
+        None => None,
+    };
     let mut tasks = Vec::new();
     // The dead-letter writer, if any: it ends once every chain (holding a
     // sender) has ended.
@@ -251,10 +284,23 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
                 });
             }
             let task_name = format!("{} #{instance}", head.name);
+            let operator_ids = chain
+                .iter()
+                .map(|&n| graph.nodes[n].operator_id())
+                .collect();
+            let checkpointing = coordinator.as_mut().map(|c| c.task(instance, operator_ids));
             let handle = match &head.kind {
                 NodeKind::Source(factory) => {
-                    let source = factory.create(split)?;
-                    let chain = build_chain(graph, &chain[1..], &node_metrics, &late_rows)?;
+                    let mut source = factory.create(split)?;
+                    let mut chain = build_chain(graph, &chain[1..], &node_metrics, &late_rows)?;
+                    if let Some(cp) = &checkpointing {
+                        match cp.restored(0) {
+                            Some(state) => source.restore(state),
+                            None => source.snapshot().map(drop),
+                        }
+                        .map_err(|e| e.in_node(&head.name))?;
+                        chain.restore(|position| cp.restored(position + 1))?;
+                    }
                     let ctx = SourceContext {
                         metrics: node_metrics[head.id].clone(),
                         batch_size: config.batch_size.max(1),
@@ -265,14 +311,20 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
                         ctx,
                         outputs,
                         head.name.clone(),
-                        head.idle_timeout,
-                        pacer.as_ref().map(|p| p.turn(instance)),
+                        SourceControl {
+                            idle_timeout: head.idle_timeout,
+                            pacing: pacer.as_ref().map(|p| p.turn(instance)),
+                            checkpointing,
+                        },
                     );
                     tokio::spawn(catch_panics(task_name.clone(), fut))
                 }
                 NodeKind::Operator(_) => {
                     let inbox = take_inbox(&mut inboxes[c], instance)?;
-                    let chain = build_chain(graph, chain, &node_metrics, &late_rows)?;
+                    let mut chain = build_chain(graph, chain, &node_metrics, &late_rows)?;
+                    if let Some(cp) = &checkpointing {
+                        chain.restore(|position| cp.restored(position))?;
+                    }
                     let replicated = inputs
                         .iter()
                         .map(|e| e.partitioning == Partitioning::Broadcast && instance > 0)
@@ -283,6 +335,7 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
                         replicated,
                         chain,
                         outputs,
+                        checkpointing,
                     );
                     tokio::spawn(catch_panics(task_name.clone(), fut))
                 }
@@ -295,6 +348,7 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
                         sink,
                         node_metrics[head.id].clone(),
                         head.name.clone(),
+                        checkpointing,
                     );
                     tokio::spawn(catch_panics(task_name.clone(), fut))
                 }
@@ -304,11 +358,52 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
     }
     // Only tasks hold senders now: a channel closes when its upstream tasks stop.
     drop(senders);
+    let checkpoints = coordinator.as_ref().map(Coordinator::log);
+    if let Some(coordinator) = coordinator {
+        let name = "Checkpoint coordinator".to_string();
+        tasks.push((
+            name.clone(),
+            tokio::spawn(catch_panics(name, coordinator.run())),
+        ));
+    }
     Ok(JobHandle {
         name: graph.name.clone(),
         metrics,
         tasks,
+        checkpoints,
     })
+}
+
+/// Refuses to restore a checkpoint of another query, naming what changed.
+fn check_restore_matches(
+    graph: &JobGraph,
+    fingerprint: &str,
+    manifest: &crate::checkpoint::CheckpointManifest,
+) -> Result<()> {
+    if manifest.fingerprint == fingerprint {
+        return Ok(());
+    }
+    let ids: std::collections::BTreeSet<String> =
+        graph.nodes.iter().map(|n| n.operator_id()).collect();
+    let missing: std::collections::BTreeSet<&str> = manifest
+        .entries
+        .iter()
+        .map(|e| e.operator_id.as_str())
+        .filter(|id| !ids.contains(*id))
+        .collect();
+    let what = if missing.is_empty() {
+        "its operators keep their names but their definitions, options or edges changed".to_string()
+    } else {
+        format!(
+            "the checkpoint holds state of operators this query does not have: {}",
+            missing.into_iter().collect::<Vec<_>>().join(", ")
+        )
+    };
+    Err(EngineError::Config(format!(
+        "cannot restore checkpoint {} of job '{}' into this query: {what} \
+         (checkpoint fingerprint {}, this query's {fingerprint})",
+        manifest.checkpoint_id, manifest.job, manifest.fingerprint
+    )))
 }
 
 fn take_inbox(

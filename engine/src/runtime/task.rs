@@ -5,16 +5,20 @@
 //! channel and passes the minimum on; an input ends when all its channels have
 //! ended. Its output goes to every outgoing edge of its last node.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::checkpoint::OperatorState;
 use crate::error::{EngineError, Result};
 use crate::late_rows::LateRowsSender;
 use crate::message::Message;
 use crate::metrics::NodeMetrics;
 use crate::operator::{Operator, Output};
+use crate::runtime::alignment::BarrierAligner;
+use crate::runtime::checkpointing::TaskCheckpointing;
 use crate::runtime::exchange::{Envelope, OutputEdge};
 use crate::runtime::split_pacer::SplitTurn;
 use crate::sink::Sink;
@@ -53,6 +57,31 @@ impl Chain {
         )
         .map_err(|e| e.in_node(name))?;
         self.run_from(1, 0, emitted, out)
+    }
+
+    /// The state of every operator that has some, by position in the chain.
+    pub fn snapshot(&mut self) -> Result<Vec<(usize, OperatorState)>> {
+        let mut states = Vec::new();
+        for (position, (op, _, name)) in self.operators.iter_mut().enumerate() {
+            if let Some(state) = op.snapshot().map_err(|e| e.in_node(name))? {
+                states.push((position, state));
+            }
+        }
+        Ok(states)
+    }
+
+    /// Before the first message of a job with checkpoints: restores every
+    /// operator that has state in the checkpoint (`state(position)`), and makes
+    /// sure the others can take part in checkpoints at all.
+    pub fn restore(&mut self, state: impl Fn(usize) -> Option<OperatorState>) -> Result<()> {
+        for (position, (op, _, name)) in self.operators.iter_mut().enumerate() {
+            match state(position) {
+                Some(state) => op.restore(state),
+                None => op.snapshot().map(drop),
+            }
+            .map_err(|e| e.in_node(name))?;
+        }
+        Ok(())
     }
 
     /// The counters of the head operator.
@@ -117,22 +146,47 @@ async fn route_all(outputs: &[OutputEdge], messages: &mut Vec<Message>) -> Resul
     Ok(())
 }
 
-/// Reads a source split, runs the chain, routes the results. With an
-/// `idle_timeout`, a split that yields no batch for that long sends
-/// [`Message::Idle`] once, until its next batch. With `pacing`, the split waits
-/// for its turn before each read (see [`crate::runtime::split_pacer`]).
+/// How a source task is driven besides reading.
+#[derive(Debug, Default)]
+pub struct SourceControl {
+    /// A split that yields no batch for this long sends [`Message::Idle`] once,
+    /// until its next batch.
+    pub idle_timeout: Option<Duration>,
+    /// The split waits for its turn before each read (see
+    /// [`crate::runtime::split_pacer`]).
+    pub pacing: Option<SplitTurn>,
+    /// The split takes part in checkpoints.
+    pub checkpointing: Option<TaskCheckpointing>,
+}
+
+/// Reads a source split, runs the chain, routes the results.
 pub async fn run_source_task(
     mut source: Box<dyn Source>,
     mut chain: Chain,
     ctx: SourceContext,
     outputs: Vec<OutputEdge>,
     name: String,
-    idle_timeout: Option<Duration>,
-    pacing: Option<SplitTurn>,
+    control: SourceControl,
 ) -> Result<()> {
+    let SourceControl {
+        idle_timeout,
+        pacing,
+        mut checkpointing,
+    } = control;
     let mut pending = Vec::new();
     let mut idle = false;
     loop {
+        // A triggered checkpoint: the split's position and the chain's state,
+        // then the barrier, all between two batches.
+        if let Some(cp) = checkpointing.as_mut()
+            && let Some(id) = cp.pending_trigger()
+        {
+            let mut states = vec![(0, source.snapshot().map_err(|e| e.in_node(&name))?)];
+            states.extend(chain.snapshot()?.into_iter().map(|(p, s)| (p + 1, s)));
+            cp.report(id, states, Duration::ZERO)?;
+            chain.push(0, Message::Barrier(id), &mut pending)?;
+            route_all(&outputs, &mut pending).await?;
+        }
         if let Some(turn) = &pacing {
             turn.wait().await;
         }
@@ -336,69 +390,97 @@ pub async fn run_operator_task(
     replicated: Vec<bool>,
     mut chain: Chain,
     outputs: Vec<OutputEdge>,
+    checkpointing: Option<TaskCheckpointing>,
 ) -> Result<()> {
     let mut tracker = InputTracker::new(&senders_per_input);
+    let mut aligner = checkpointing
+        .as_ref()
+        .map(|_| BarrierAligner::new(&senders_per_input));
+    // Messages held during an alignment, processed before the inbox.
+    let mut released: VecDeque<Envelope> = VecDeque::new();
     let mut pending = Vec::new();
     // Whether downstream was told this task is idle (all its inputs are).
     let mut told_idle = false;
-    while let Some(envelope) = inbox.recv().await {
-        let Envelope {
+    loop {
+        let envelope = match released.pop_front() {
+            Some(envelope) => envelope,
+            None => match inbox.recv().await {
+                Some(envelope) => envelope,
+                // Every sender went away without ending: an upstream task failed.
+                None => return Err(EngineError::ChannelClosed),
+            },
+        };
+        let accepted = match aligner.as_mut() {
+            Some(aligner) => aligner.accept(envelope)?,
+            None => Some(envelope),
+        };
+        if let Some(Envelope {
             input,
             sender,
             message,
-        } = envelope;
-        match message {
-            Message::Batch(batch) => {
-                tracker.batch(input, sender)?;
-                told_idle = false;
-                if replicated.get(input).copied().unwrap_or(false)
-                    && let Some(metrics) = chain.head_metrics()
-                {
-                    NodeMetrics::add(&metrics.rows_replicated, batch.num_rows());
-                }
-                chain.push(input, Message::Batch(batch), &mut pending)?
-            }
-            Message::Barrier(_) => chain.push(input, message, &mut pending)?,
-            Message::Watermark(wm) => {
-                if let Some(wm) = tracker.watermark(input, sender, wm)? {
+        }) = accepted
+        {
+            match message {
+                Message::Batch(batch) => {
+                    tracker.batch(input, sender)?;
                     told_idle = false;
-                    chain.push(input, Message::Watermark(wm), &mut pending)?;
+                    if replicated.get(input).copied().unwrap_or(false)
+                        && let Some(metrics) = chain.head_metrics()
+                    {
+                        NodeMetrics::add(&metrics.rows_replicated, batch.num_rows());
+                    }
+                    chain.push(input, Message::Batch(batch), &mut pending)?
                 }
-            }
-            Message::Idle => {
-                if let Some(wm) = tracker.idle(input, sender)? {
-                    chain.push(input, Message::Watermark(wm), &mut pending)?;
+                Message::Barrier(_) => chain.push(input, message, &mut pending)?,
+                Message::Watermark(wm) => {
+                    if let Some(wm) = tracker.watermark(input, sender, wm)? {
+                        told_idle = false;
+                        chain.push(input, Message::Watermark(wm), &mut pending)?;
+                    }
                 }
-                if tracker.all_idle() && !told_idle {
-                    told_idle = true;
-                    chain.push(input, Message::Idle, &mut pending)?;
+                Message::Idle => {
+                    if let Some(wm) = tracker.idle(input, sender)? {
+                        chain.push(input, Message::Watermark(wm), &mut pending)?;
+                    }
+                    if tracker.all_idle() && !told_idle {
+                        told_idle = true;
+                        chain.push(input, Message::Idle, &mut pending)?;
+                    }
                 }
-            }
-            Message::End => {
-                let was_ended = tracker.input_ended(input);
-                let advanced = tracker.end(input, sender)?;
-                // The operator hears of the input's end before the watermark the
-                // end releases (a bounded table's MIN watermark stops holding the
-                // others back only now).
-                if !was_ended && tracker.input_ended(input) {
-                    chain.end_input(input, &mut pending)?;
-                }
-                if let Some(wm) = advanced
-                    && (wm != MAX_WATERMARK || !tracker.all_ended())
-                {
-                    chain.push(input, Message::Watermark(wm), &mut pending)?;
-                }
-                if tracker.all_ended() {
-                    chain.push(input, Message::End, &mut pending)?;
-                    route_all(&outputs, &mut pending).await?;
-                    return Ok(());
+                Message::End => {
+                    let was_ended = tracker.input_ended(input);
+                    let advanced = tracker.end(input, sender)?;
+                    // The operator hears of the input's end before the watermark the
+                    // end releases (a bounded table's MIN watermark stops holding the
+                    // others back only now).
+                    if !was_ended && tracker.input_ended(input) {
+                        chain.end_input(input, &mut pending)?;
+                    }
+                    if let Some(wm) = advanced
+                        && (wm != MAX_WATERMARK || !tracker.all_ended())
+                    {
+                        chain.push(input, Message::Watermark(wm), &mut pending)?;
+                    }
+                    if tracker.all_ended() {
+                        chain.push(input, Message::End, &mut pending)?;
+                        route_all(&outputs, &mut pending).await?;
+                        return Ok(());
+                    }
                 }
             }
         }
+        // Barriers from every open sender: snapshot, then pass the barrier on.
+        if let (Some(aligner), Some(cp)) = (aligner.as_mut(), checkpointing.as_ref())
+            && let Some((id, alignment)) = aligner.take_aligned()
+        {
+            cp.report(id, chain.snapshot()?, alignment)?;
+            chain.push(0, Message::Barrier(id), &mut pending)?;
+            let mut held = aligner.release();
+            held.append(&mut released);
+            released = held;
+        }
         route_all(&outputs, &mut pending).await?;
     }
-    // Every sender went away without ending: an upstream task failed.
-    Err(EngineError::ChannelClosed)
 }
 
 /// Writes everything that reaches a sink instance.
@@ -408,38 +490,90 @@ pub async fn run_sink_task(
     mut sink: Box<dyn Sink>,
     metrics: Arc<NodeMetrics>,
     name: String,
+    mut checkpointing: Option<TaskCheckpointing>,
 ) -> Result<()> {
+    if let Some(cp) = &checkpointing {
+        // Also for a fresh start: output staged by an earlier attempt goes.
+        sink.restore(cp.restored(0))
+            .await
+            .map_err(|e| e.in_node(&name))?;
+    }
     let mut tracker = InputTracker::new(&senders_per_input);
-    while let Some(envelope) = inbox.recv().await {
-        match envelope.message {
-            Message::Batch(batch) => {
-                tracker.batch(envelope.input, envelope.sender)?;
-                NodeMetrics::add(&metrics.rows_in, batch.num_rows());
-                sink.write_batch(batch)
-                    .await
-                    .map_err(|e| e.in_node(&name))?;
-            }
-            Message::Watermark(wm) => {
-                if let Some(wm) = tracker.watermark(envelope.input, envelope.sender, wm)? {
-                    metrics.set_watermark(wm);
+    let mut aligner = checkpointing
+        .as_ref()
+        .map(|_| BarrierAligner::new(&senders_per_input));
+    let mut released: VecDeque<Envelope> = VecDeque::new();
+    loop {
+        let envelope = match released.pop_front() {
+            Some(envelope) => envelope,
+            None => {
+                tokio::select! {
+                    // A completed checkpoint: make what it covers visible.
+                    id = completed_checkpoint(checkpointing.as_mut()) => {
+                        sink.commit_checkpoint(id).await.map_err(|e| e.in_node(&name))?;
+                        continue;
+                    }
+                    envelope = inbox.recv() => match envelope {
+                        Some(envelope) => envelope,
+                        None => return Err(EngineError::ChannelClosed),
+                    },
                 }
             }
-            Message::Idle => {
-                if let Some(wm) = tracker.idle(envelope.input, envelope.sender)? {
-                    metrics.set_watermark(wm);
+        };
+        let accepted = match aligner.as_mut() {
+            Some(aligner) => aligner.accept(envelope)?,
+            None => Some(envelope),
+        };
+        if let Some(envelope) = accepted {
+            match envelope.message {
+                Message::Batch(batch) => {
+                    tracker.batch(envelope.input, envelope.sender)?;
+                    NodeMetrics::add(&metrics.rows_in, batch.num_rows());
+                    sink.write_batch(batch)
+                        .await
+                        .map_err(|e| e.in_node(&name))?;
                 }
-            }
-            Message::Barrier(_) => {}
-            Message::End => {
-                tracker.end(envelope.input, envelope.sender)?;
-                if tracker.all_ended() {
-                    sink.finish().await.map_err(|e| e.in_node(&name))?;
-                    return Ok(());
+                Message::Watermark(wm) => {
+                    if let Some(wm) = tracker.watermark(envelope.input, envelope.sender, wm)? {
+                        metrics.set_watermark(wm);
+                    }
+                }
+                Message::Idle => {
+                    if let Some(wm) = tracker.idle(envelope.input, envelope.sender)? {
+                        metrics.set_watermark(wm);
+                    }
+                }
+                Message::Barrier(_) => {}
+                Message::End => {
+                    tracker.end(envelope.input, envelope.sender)?;
+                    if tracker.all_ended() {
+                        sink.finish().await.map_err(|e| e.in_node(&name))?;
+                        return Ok(());
+                    }
                 }
             }
         }
+        if let (Some(aligner), Some(cp)) = (aligner.as_mut(), checkpointing.as_ref())
+            && let Some((id, alignment)) = aligner.take_aligned()
+        {
+            let state = sink
+                .prepare_checkpoint(id)
+                .await
+                .map_err(|e| e.in_node(&name))?;
+            cp.report(id, state.map(|s| (0, s)).into_iter().collect(), alignment)?;
+            let mut held = aligner.release();
+            held.append(&mut released);
+            released = held;
+        }
     }
-    Err(EngineError::ChannelClosed)
+}
+
+/// The next completed checkpoint, or never without checkpoints.
+async fn completed_checkpoint(checkpointing: Option<&mut TaskCheckpointing>) -> u64 {
+    match checkpointing {
+        Some(cp) => cp.next_completed().await,
+        None => std::future::pending().await,
+    }
 }
 
 #[cfg(test)]
@@ -552,7 +686,7 @@ mod tests {
             tx.send(e).await.unwrap();
         }
         drop(tx);
-        run_operator_task(rx, vec![1, 2], vec![false, true], chain, Vec::new())
+        run_operator_task(rx, vec![1, 2], vec![false, true], chain, Vec::new(), None)
             .await
             .unwrap();
         let log = log.lock().unwrap().clone();

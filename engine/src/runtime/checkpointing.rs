@@ -1,0 +1,371 @@
+//! The checkpoint coordinator and each task's handle on it.
+//!
+//! Every `interval` the coordinator starts checkpoint `n`: source tasks see the
+//! trigger between two batches, report their split's read position and their
+//! chained operators' state, and send barrier `n` downstream. Other tasks report
+//! their state once barrier `n` has arrived from every sender (see
+//! [`crate::runtime::alignment`]) and pass the barrier on; sinks stage their
+//! output. When every task has reported (or finished), the coordinator writes
+//! the state objects and then the manifest, which completes the checkpoint, and
+//! tells the sinks, which make the staged output visible. The next checkpoint
+//! starts only after the previous one completed.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::checkpoint::ipc::{decode_batches, encode_batches};
+use crate::checkpoint::{CheckpointManifest, OperatorState, StateBackend, StateEntry};
+use crate::error::{EngineError, Result};
+
+/// How a job checkpoints.
+#[derive(Debug, Clone)]
+pub struct CheckpointSettings {
+    /// Time between the completion of one checkpoint and the start of the next.
+    pub interval: Duration,
+    /// Where checkpoints are written.
+    pub backend: Arc<dyn StateBackend>,
+    /// How many completed checkpoints to keep.
+    pub num_retained: usize,
+    /// The checkpoint to start from, if any.
+    pub restore: Option<Arc<RestoredCheckpoint>>,
+}
+
+/// The state of a completed checkpoint, read back for a restore.
+#[derive(Debug)]
+pub struct RestoredCheckpoint {
+    /// Its manifest.
+    pub manifest: CheckpointManifest,
+    states: HashMap<(String, usize), OperatorState>,
+}
+
+impl RestoredCheckpoint {
+    /// Reads every state object of a completed checkpoint.
+    pub async fn load(backend: &dyn StateBackend, manifest: CheckpointManifest) -> Result<Self> {
+        let mut states = HashMap::new();
+        for entry in &manifest.entries {
+            let data = backend
+                .read_state(manifest.checkpoint_id, &entry.object)
+                .await?;
+            let (schema, batches) = decode_batches(data)?;
+            states.insert(
+                (entry.operator_id.clone(), entry.instance),
+                OperatorState { schema, batches },
+            );
+        }
+        Ok(RestoredCheckpoint { manifest, states })
+    }
+
+    /// The state instance `instance` of operator `operator_id` had, if any.
+    pub fn state(&self, operator_id: &str, instance: usize) -> Option<OperatorState> {
+        self.states
+            .get(&(operator_id.to_string(), instance))
+            .cloned()
+    }
+}
+
+/// What one completed checkpoint cost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointStats {
+    /// The checkpoint's id.
+    pub id: u64,
+    /// From the trigger to the manifest being written.
+    pub duration: Duration,
+    /// The longest time a task spent aligning barriers.
+    pub alignment: Duration,
+    /// Bytes of state written.
+    pub bytes: u64,
+    /// Where it was written.
+    pub location: String,
+}
+
+/// The checkpoints a job completed, readable while it runs.
+#[derive(Debug, Default)]
+pub struct CheckpointLog {
+    completed: Mutex<Vec<CheckpointStats>>,
+}
+
+impl CheckpointLog {
+    /// Every completed checkpoint so far, oldest first.
+    pub fn completed(&self) -> Vec<CheckpointStats> {
+        self.completed.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn push(&self, stats: CheckpointStats) {
+        if let Ok(mut completed) = self.completed.lock() {
+            completed.push(stats);
+        }
+    }
+}
+
+/// A task's report to the coordinator.
+#[derive(Debug)]
+enum Report {
+    Snapshot {
+        checkpoint_id: u64,
+        task: usize,
+        states: Vec<(String, usize, OperatorState)>,
+        alignment: Duration,
+    },
+    Finished {
+        task: usize,
+    },
+}
+
+/// One task's handle on the coordinator. Dropping it (the task ended, failed
+/// or was cancelled) tells the coordinator not to wait for the task any more.
+#[derive(Debug)]
+pub struct TaskCheckpointing {
+    task: usize,
+    /// The parallel instance the task runs.
+    pub instance: usize,
+    /// Stable ids of the task's nodes, head first (source or operators, or the sink).
+    pub operator_ids: Vec<String>,
+    reports: mpsc::UnboundedSender<Report>,
+    triggers: watch::Receiver<u64>,
+    completed: watch::Receiver<u64>,
+    restore: Option<Arc<RestoredCheckpoint>>,
+}
+
+impl TaskCheckpointing {
+    /// For source tasks: the checkpoint to take now, if one was triggered since
+    /// the last call.
+    pub fn pending_trigger(&mut self) -> Option<u64> {
+        if self.triggers.has_changed().unwrap_or(false) {
+            Some(*self.triggers.borrow_and_update())
+        } else {
+            None
+        }
+    }
+
+    /// For sinks: waits until a checkpoint completes and returns its id; never
+    /// returns once the coordinator is gone.
+    pub async fn next_completed(&mut self) -> u64 {
+        if self.completed.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        *self.completed.borrow_and_update()
+    }
+
+    /// The restored state of node number `position` of this task, if the job
+    /// was restored and the node had state.
+    pub fn restored(&self, position: usize) -> Option<OperatorState> {
+        let id = self.operator_ids.get(position)?;
+        self.restore.as_ref()?.state(id, self.instance)
+    }
+
+    /// Reports this task's part of checkpoint `checkpoint_id`: the state of node
+    /// number `position` for every `(position, state)`.
+    pub fn report(
+        &self,
+        checkpoint_id: u64,
+        states: Vec<(usize, OperatorState)>,
+        alignment: Duration,
+    ) -> Result<()> {
+        let states = states
+            .into_iter()
+            .filter_map(|(position, state)| {
+                let id = self.operator_ids.get(position)?;
+                Some((id.clone(), self.instance, state))
+            })
+            .collect();
+        self.reports
+            .send(Report::Snapshot {
+                checkpoint_id,
+                task: self.task,
+                states,
+                alignment,
+            })
+            .map_err(|_| EngineError::ChannelClosed)
+    }
+}
+
+impl Drop for TaskCheckpointing {
+    fn drop(&mut self) {
+        let _ = self.reports.send(Report::Finished { task: self.task });
+    }
+}
+
+/// Hands out task handles and runs the coordinator of one job.
+pub struct Coordinator {
+    settings: CheckpointSettings,
+    job: String,
+    fingerprint: String,
+    reports_tx: mpsc::UnboundedSender<Report>,
+    reports: mpsc::UnboundedReceiver<Report>,
+    triggers: watch::Sender<u64>,
+    completed: watch::Sender<u64>,
+    tasks: usize,
+    log: Arc<CheckpointLog>,
+}
+
+impl Coordinator {
+    /// A coordinator for job `job` whose graph has fingerprint `fingerprint`.
+    pub fn new(settings: CheckpointSettings, job: String, fingerprint: String) -> Self {
+        let (reports_tx, reports) = mpsc::unbounded_channel();
+        let first = settings
+            .restore
+            .as_ref()
+            .map_or(0, |r| r.manifest.checkpoint_id);
+        Coordinator {
+            settings,
+            job,
+            fingerprint,
+            reports_tx,
+            reports,
+            triggers: watch::channel(first).0,
+            completed: watch::channel(first).0,
+            tasks: 0,
+            log: Arc::new(CheckpointLog::default()),
+        }
+    }
+
+    /// The log of completed checkpoints.
+    pub fn log(&self) -> Arc<CheckpointLog> {
+        self.log.clone()
+    }
+
+    /// The handle of a new task running `instance` of the nodes `operator_ids`.
+    pub fn task(&mut self, instance: usize, operator_ids: Vec<String>) -> TaskCheckpointing {
+        let task = self.tasks;
+        self.tasks += 1;
+        TaskCheckpointing {
+            task,
+            instance,
+            operator_ids,
+            reports: self.reports_tx.clone(),
+            triggers: self.triggers.subscribe(),
+            completed: self.completed.subscribe(),
+            restore: self.settings.restore.clone(),
+        }
+    }
+
+    /// Runs until every task has finished.
+    pub async fn run(self) -> Result<()> {
+        let Coordinator {
+            settings,
+            job,
+            fingerprint,
+            reports_tx,
+            mut reports,
+            triggers,
+            completed,
+            tasks,
+            log,
+        } = self;
+        drop(reports_tx);
+        let mut next_id = *triggers.borrow() + 1;
+        let mut finished: HashSet<usize> = HashSet::new();
+        let mut in_flight: Option<InFlight> = None;
+        let mut next_start = tokio::time::Instant::now() + settings.interval;
+        loop {
+            let report = tokio::select! {
+                report = reports.recv() => report,
+                () = tokio::time::sleep_until(next_start), if in_flight.is_none() => {
+                    if finished.len() < tasks {
+                        in_flight = Some(InFlight::new(next_id));
+                        // Source tasks see it between two batches.
+                        triggers.send_replace(next_id);
+                        next_id += 1;
+                    }
+                    next_start = tokio::time::Instant::now() + settings.interval;
+                    continue;
+                }
+            };
+            match report {
+                None => return Ok(()),
+                Some(Report::Finished { task }) => {
+                    finished.insert(task);
+                }
+                Some(Report::Snapshot {
+                    checkpoint_id,
+                    task,
+                    states,
+                    alignment,
+                }) => {
+                    if let Some(flight) = in_flight.as_mut().filter(|f| f.id == checkpoint_id) {
+                        flight.reported.insert(task);
+                        flight.alignment = flight.alignment.max(alignment);
+                        flight.states.extend(states);
+                    }
+                }
+            }
+            let done = in_flight.as_ref().is_some_and(|f| {
+                (0..tasks).all(|t| f.reported.contains(&t) || finished.contains(&t))
+            });
+            if done && let Some(flight) = in_flight.take() {
+                let stats = flight
+                    .write(settings.backend.as_ref(), &job, &fingerprint)
+                    .await?;
+                settings.backend.retain(settings.num_retained).await?;
+                completed.send_replace(stats.id);
+                log.push(stats);
+                next_start = tokio::time::Instant::now() + settings.interval;
+            }
+        }
+    }
+}
+
+/// A checkpoint that has started and not completed.
+struct InFlight {
+    id: u64,
+    started: Instant,
+    reported: HashSet<usize>,
+    alignment: Duration,
+    states: Vec<(String, usize, OperatorState)>,
+}
+
+impl InFlight {
+    fn new(id: u64) -> Self {
+        InFlight {
+            id,
+            started: Instant::now(),
+            reported: HashSet::new(),
+            alignment: Duration::ZERO,
+            states: Vec::new(),
+        }
+    }
+
+    /// Writes the state objects, then the manifest.
+    async fn write(
+        self,
+        backend: &dyn StateBackend,
+        job: &str,
+        fingerprint: &str,
+    ) -> Result<CheckpointStats> {
+        let mut entries = Vec::with_capacity(self.states.len());
+        for (operator_id, instance, state) in self.states {
+            let data = encode_batches(&state.schema, &state.batches)?;
+            let object = format!("{operator_id}.{instance}.arrow");
+            let bytes = data.len() as u64;
+            backend.write_state(self.id, &object, data).await?;
+            entries.push(StateEntry {
+                operator_id,
+                instance,
+                object,
+                bytes,
+            });
+        }
+        entries.sort_by(|a, b| (&a.operator_id, a.instance).cmp(&(&b.operator_id, b.instance)));
+        let manifest = CheckpointManifest {
+            checkpoint_id: self.id,
+            job: job.to_string(),
+            fingerprint: fingerprint.to_string(),
+            savepoint: false,
+            completed_at_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            entries,
+        };
+        backend.complete(&manifest).await?;
+        Ok(CheckpointStats {
+            id: self.id,
+            duration: self.started.elapsed(),
+            alignment: self.alignment,
+            bytes: manifest.state_bytes(),
+            location: backend.location().to_string(),
+        })
+    }
+}

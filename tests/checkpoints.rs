@@ -1,0 +1,134 @@
+//! Checkpoints and restore: a job stopped after some checkpoints and restored
+//! from the latest one commits exactly the rows of an uninterrupted run.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{assert_same_rows, rows_as_text};
+use watershed::StreamContext;
+use watershed::connectors::memory::CollectSinkFactory;
+
+/// Payments from the generator, paced so that a run lasts long enough for a
+/// few checkpoints.
+fn payments_ddl(rows_per_second: Option<u64>) -> String {
+    let rate = rows_per_second
+        .map(|r| format!(", 'rows-per-second' = '{r}'"))
+        .unwrap_or_default();
+    format!(
+        "CREATE TABLE payments (
+           txn_id BIGINT, event_time TIMESTAMP(3), card_id BIGINT, amount DECIMAL(18, 2),
+           WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
+         ) WITH ('connector' = 'payments', 'number-of-rows' = '60000', 'cards' = '500', 'events-per-second-event-time' = '100',
+                 'seed' = '11'{rate});
+         CREATE TABLE out (
+           window_start TIMESTAMP(3), window_end TIMESTAMP(3), card_id BIGINT,
+           txns BIGINT, total DECIMAL(38, 2), max_amount DECIMAL(18, 2)
+         ) WITH ('connector' = 'memory');"
+    )
+}
+
+const QUERY: &str = "INSERT INTO out
+    SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
+    FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
+    GROUP BY window_start, window_end, card_id";
+
+async fn context(
+    sink: &CollectSinkFactory,
+    rate: Option<u64>,
+    checkpoints: Option<&str>,
+) -> StreamContext {
+    let ctx = StreamContext::new();
+    ctx.connectors()
+        .register_memory_sink("out", Arc::new(sink.clone()));
+    if let Some(dir) = checkpoints {
+        ctx.sql(&format!(
+            "SET 'execution.checkpointing.interval' = '20 ms';
+             SET 'execution.checkpointing.dir' = 'file://{dir}';
+             SET 'execution.checkpointing.num-retained' = '2';
+             SET 'parallelism.default' = '2';"
+        ))
+        .await
+        .unwrap();
+    }
+    ctx.sql(&payments_ddl(rate)).await.unwrap();
+    ctx
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_restored_from_its_latest_checkpoint_commits_the_uninterrupted_rows() {
+    // The expected rows: one run without checkpoints.
+    let expected_sink = CollectSinkFactory::new();
+    let ctx = context(&expected_sink, None, None).await;
+    ctx.sql(QUERY).await.unwrap().run().await.unwrap();
+    let expected = rows_as_text(&expected_sink.batches());
+    assert!(expected.len() > 1000, "{} rows", expected.len());
+
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().display().to_string();
+    let sink = CollectSinkFactory::new();
+
+    // First attempt: stopped (as by a crash) after three completed checkpoints.
+    let ctx = context(&sink, Some(100_000), Some(&dir)).await;
+    let job = ctx.sql(QUERY).await.unwrap().start_with_sink(None).unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        while job.checkpoints().len() < 3 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "no three checkpoints within a minute");
+    let taken = job.checkpoints();
+    job.cancel();
+    assert!(job.wait().await.is_err(), "the job was cancelled");
+    let committed_before = rows_as_text(&sink.batches()).len();
+    assert!(
+        committed_before < expected.len(),
+        "the first attempt should not have finished"
+    );
+    for stats in &taken {
+        assert!(stats.bytes > 0, "{stats:?}");
+        assert!(stats.location.starts_with("file://"), "{stats:?}");
+    }
+
+    // Second attempt: the same query (the rate is part of its source's
+    // definition), restored from the latest checkpoint.
+    let ctx = context(&sink, Some(100_000), Some(&dir)).await;
+    let restored = ctx.restore_latest().await.unwrap();
+    assert!(
+        restored.is_some_and(|id| id >= taken.last().map_or(0, |s| s.id)),
+        "{restored:?} {taken:?}"
+    );
+    let result = ctx.sql(QUERY).await.unwrap().run().await.unwrap();
+    assert!(result.rows.written > 0);
+
+    assert_same_rows("restored run", &rows_as_text(&sink.batches()), &expected);
+}
+
+#[tokio::test]
+async fn restoring_into_a_changed_query_is_refused_naming_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().display().to_string();
+    let sink = CollectSinkFactory::new();
+    let ctx = context(&sink, Some(200_000), Some(&dir)).await;
+    let result = ctx.sql(QUERY).await.unwrap().run().await.unwrap();
+    assert!(!result.checkpoints.is_empty(), "the run took checkpoints");
+
+    let ctx = context(&sink, Some(200_000), Some(&dir)).await;
+    ctx.restore_latest().await.unwrap();
+    let changed = QUERY.replace("INTERVAL '1' MINUTES", "INTERVAL '2' MINUTES");
+    let err = ctx
+        .sql(&changed)
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cannot restore checkpoint"), "{err}");
+    assert!(
+        err.contains("definitions, options or edges changed"),
+        "{err}"
+    );
+}
