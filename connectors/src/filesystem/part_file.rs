@@ -64,6 +64,23 @@ impl PartFileNames {
     pub fn in_progress(&self, counter: u64) -> String {
         format!(".{}.inprogress", self.visible(counter))
     }
+
+    /// True when `name` is an in-progress part file of instance `subtask`, of
+    /// any run.
+    pub fn is_in_progress_of(name: &str, subtask: usize) -> bool {
+        let Some(stem) = name
+            .strip_prefix(".part-")
+            .and_then(|n| n.strip_suffix(".inprogress"))
+        else {
+            return false;
+        };
+        // `<run id: 5 dash-separated groups>-<subtask>-<counter>`
+        let mut tail = stem.rsplitn(3, '-');
+        let counter = tail.next();
+        let owner = tail.next();
+        counter.is_some_and(|c| c.parse::<u64>().is_ok())
+            && owner.is_some_and(|o| o.parse::<usize>() == Ok(subtask))
+    }
 }
 
 #[cfg(test)]

@@ -6,9 +6,14 @@
 //! directory (including this connector's source) therefore never see a partial
 //! file.
 //!
-//! Without checkpoint hooks in the `Sink` trait, a rolled part is committed as
-//! soon as it is closed; once the engine signals checkpoints, closed parts should
-//! stay pending until the checkpoint completes (exactly-once).
+//! Without checkpoints a rolled part is committed (renamed) as soon as it is
+//! closed. With checkpoints the sink is exactly-once, as Flink's file sink: at a
+//! barrier the open part is closed and every closed part is staged under the
+//! checkpoint; staged parts stay hidden until that checkpoint completes, and
+//! they travel in the checkpoint's state, so a restore commits the parts of the
+//! checkpoint it restores (if the completion notice never arrived) and deletes
+//! this instance's other in-progress files (written after the checkpoint).
+//! Readers of the directory never see a partial or duplicate row.
 //!
 //! Parallel instances write into the same directory: each has its own run id,
 //! in-progress file and part counter, and its part names carry its instance
@@ -23,15 +28,20 @@
 //! column of a changelog is never written as data; an `append` sink refuses a
 //! changelog batch.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use watershed_engine::EngineError;
 use watershed_engine::changelog::is_changelog;
+use watershed_engine::checkpoint::OperatorState;
 use watershed_engine::connector::TableSpec;
 use watershed_engine::sink::{Sink, SinkFactory};
 use watershed_engine::source::Split;
@@ -152,6 +162,8 @@ impl SinkFactory for FileSinkFactory {
             current: None,
             next_part: 0,
             rolling_file_size: self.config.rolling_file_size,
+            subtask: split.index,
+            staging: None,
         }))
     }
 }
@@ -176,6 +188,26 @@ struct FileSink {
     current: Option<OpenPart>,
     next_part: u64,
     rolling_file_size: u64,
+    /// Instance index (the `subtask` in part names).
+    subtask: usize,
+    /// `Some` once the job runs with checkpoints (set by `restore`).
+    staging: Option<Staging>,
+}
+
+/// Parts of an exactly-once sink that are closed but not yet visible.
+#[derive(Default)]
+struct Staging {
+    /// Closed since the last barrier.
+    closed: Vec<StagedPart>,
+    /// Staged per checkpoint, waiting for its completion.
+    pending: BTreeMap<u64, Vec<StagedPart>>,
+}
+
+/// A closed part file under its hidden name, and the name it gets when committed.
+#[derive(Debug, Clone)]
+struct StagedPart {
+    hidden: PathBuf,
+    visible: PathBuf,
 }
 
 impl FileSink {
@@ -199,7 +231,8 @@ impl FileSink {
         })
     }
 
-    /// Flushes, syncs and renames the current part to its visible name.
+    /// Flushes and syncs the current part and renames it to its visible name,
+    /// or, with checkpoints, stages it until its checkpoint completes.
     fn commit_current(&mut self) -> Result<(), EngineError> {
         let Some(part) = self.current.take() else {
             return Ok(());
@@ -211,9 +244,44 @@ impl FileSink {
         file.sync_all()
             .map_err(|e| self.io_error("sync", &part.hidden, e))?;
         drop(file);
-        let visible = self.dir.join(self.names.visible(part.counter));
-        std::fs::rename(&part.hidden, &visible)
+        let staged = StagedPart {
+            visible: self.dir.join(self.names.visible(part.counter)),
+            hidden: part.hidden,
+        };
+        match self.staging.as_mut() {
+            Some(staging) => {
+                staging.closed.push(staged);
+                Ok(())
+            }
+            None => self.publish(&staged),
+        }
+    }
+
+    /// Renames a closed part to its visible name. A part that is already
+    /// visible (committed before a restart) is left alone.
+    fn publish(&self, part: &StagedPart) -> Result<(), EngineError> {
+        if !part.hidden.exists() && part.visible.exists() {
+            return Ok(());
+        }
+        std::fs::rename(&part.hidden, &part.visible)
             .map_err(|e| self.io_error("commit part file", &part.hidden, e))
+    }
+
+    /// Deletes this instance's in-progress files left by earlier attempts
+    /// (written after the checkpoint being restored, or never committed).
+    fn discard_leftovers(&self) -> Result<(), EngineError> {
+        let entries =
+            std::fs::read_dir(&self.dir).map_err(|e| self.io_error("list", &self.dir, e))?;
+        for entry in entries {
+            let entry = entry.map_err(|e| self.io_error("list", &self.dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if PartFileNames::is_in_progress_of(&name, self.subtask) {
+                let path = entry.path();
+                std::fs::remove_file(&path)
+                    .map_err(|e| self.io_error("delete stale part file", &path, e))?;
+            }
+        }
+        Ok(())
     }
 
     /// Encodes `batch` and appends it to the current part, rolling to a new
@@ -281,7 +349,100 @@ impl Sink for FileSink {
 
     async fn finish(&mut self) -> Result<(), EngineError> {
         self.drain_compactor()?;
-        self.commit_current()
+        // The end of a bounded input commits everything, staged or not.
+        let staging = self.staging.take();
+        self.commit_current()?;
+        if let Some(staging) = staging {
+            for part in staging
+                .pending
+                .into_values()
+                .flatten()
+                .chain(staging.closed)
+            {
+                self.publish(&part)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn prepare_checkpoint(
+        &mut self,
+        checkpoint_id: u64,
+    ) -> Result<Option<OperatorState>, EngineError> {
+        // Everything before the barrier goes into closed, synced parts.
+        self.drain_compactor()?;
+        self.commit_current()?;
+        let Some(staging) = self.staging.as_mut() else {
+            return Err(EngineError::Config(format!(
+                "table '{}': checkpoint barrier before the sink was restored",
+                self.table
+            )));
+        };
+        let parts = std::mem::take(&mut staging.closed);
+        if parts.is_empty() {
+            return Ok(None);
+        }
+        staging.pending.insert(checkpoint_id, parts.clone());
+        let path = |p: &Path| p.to_string_lossy().into_owned();
+        let hidden: Vec<String> = parts.iter().map(|p| path(&p.hidden)).collect();
+        let visible: Vec<String> = parts.iter().map(|p| path(&p.visible)).collect();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("hidden", DataType::Utf8, false),
+            Field::new("visible", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![
+                Arc::new(StringArray::from(hidden)),
+                Arc::new(StringArray::from(visible)),
+            ],
+        )?;
+        Ok(Some(OperatorState {
+            schema,
+            batches: vec![batch],
+        }))
+    }
+
+    async fn commit_checkpoint(&mut self, checkpoint_id: u64) -> Result<(), EngineError> {
+        let due = match self.staging.as_mut() {
+            Some(staging) => {
+                let later = staging.pending.split_off(&(checkpoint_id + 1));
+                std::mem::replace(&mut staging.pending, later)
+            }
+            None => return Ok(()),
+        };
+        for part in due.into_values().flatten() {
+            self.publish(&part)?;
+        }
+        Ok(())
+    }
+
+    async fn restore(&mut self, state: Option<OperatorState>) -> Result<(), EngineError> {
+        // Parts the restored checkpoint covers become visible (if the notice of
+        // its completion never arrived); everything else in progress goes.
+        for batch in state.iter().flat_map(|s| &s.batches) {
+            let column = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_string_opt::<i32>())
+                    .ok_or_else(|| {
+                        EngineError::Config(format!(
+                            "table '{}': checkpoint state of the file sink has no '{name}' column",
+                            self.table
+                        ))
+                    })
+            };
+            let (hidden, visible) = (column("hidden")?, column("visible")?);
+            for row in 0..batch.num_rows() {
+                self.publish(&StagedPart {
+                    hidden: PathBuf::from(hidden.value(row)),
+                    visible: PathBuf::from(visible.value(row)),
+                })?;
+            }
+        }
+        self.discard_leftovers()?;
+        self.staging = Some(Staging::default());
+        Ok(())
     }
 }
 
@@ -333,6 +494,85 @@ mod tests {
             .collect();
         names.sort();
         names
+    }
+
+    /// The ids in the visible part files of `dir`, sorted.
+    fn visible_ids(dir: &Path) -> Vec<i64> {
+        let mut ids: Vec<i64> = listing(dir)
+            .iter()
+            .filter(|n| !n.starts_with('.'))
+            .flat_map(|n| {
+                std::fs::read_to_string(dir.join(n))
+                    .unwrap()
+                    .lines()
+                    .filter_map(|l| l.split(',').next()?.parse().ok())
+                    .collect::<Vec<i64>>()
+            })
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    #[tokio::test]
+    async fn with_checkpoints_parts_appear_only_when_their_checkpoint_completes() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let factory = FileSinkFactory::new(&spec(&out, &[])).unwrap();
+
+        let mut sink = factory.create(Split::SINGLE).unwrap();
+        sink.restore(None).await.unwrap();
+        sink.write_batch(batch(0, 3)).await.unwrap();
+        let state_1 = sink.prepare_checkpoint(1).await.unwrap();
+        assert!(state_1.is_some());
+        assert_eq!(visible_ids(&out), Vec::<i64>::new(), "staged, not visible");
+        sink.commit_checkpoint(1).await.unwrap();
+        assert_eq!(visible_ids(&out), vec![0, 1, 2]);
+
+        // Checkpoint 2 is prepared and completes, but the sink dies before it
+        // hears so; rows after the barrier are in progress when it dies.
+        sink.write_batch(batch(3, 2)).await.unwrap();
+        let state_2 = sink.prepare_checkpoint(2).await.unwrap();
+        sink.write_batch(batch(5, 4)).await.unwrap();
+        let _ = sink.prepare_checkpoint(3).await.unwrap(); // never completes
+        sink.write_batch(batch(9, 1)).await.unwrap();
+        drop(sink);
+        assert_eq!(visible_ids(&out), vec![0, 1, 2]);
+
+        // The restored instance commits checkpoint 2's parts and drops the rest.
+        let mut restored = factory.create(Split::SINGLE).unwrap();
+        restored.restore(state_2).await.unwrap();
+        assert_eq!(visible_ids(&out), vec![0, 1, 2, 3, 4]);
+        assert!(
+            listing(&out).iter().all(|n| !n.starts_with('.')),
+            "{:?}",
+            listing(&out)
+        );
+        // Restoring the same state again (a second crash) changes nothing.
+        let mut again = factory.create(Split::SINGLE).unwrap();
+        again.restore(state_1).await.unwrap();
+        assert_eq!(visible_ids(&out), vec![0, 1, 2, 3, 4]);
+
+        // The end of the input commits what is left.
+        again.write_batch(batch(5, 2)).await.unwrap();
+        again.finish().await.unwrap();
+        assert_eq!(visible_ids(&out), vec![0, 1, 2, 3, 4, 5, 6]);
+    }
+
+    #[tokio::test]
+    async fn restore_discards_only_its_own_instance_in_progress_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        let factory = FileSinkFactory::new(&spec(&out, &[])).unwrap();
+        let mut other = factory.create(Split { index: 1, count: 2 }).unwrap();
+        other.restore(None).await.unwrap();
+        other.write_batch(batch(0, 1)).await.unwrap(); // in progress, instance 1
+        let mut mine = factory.create(Split { index: 0, count: 2 }).unwrap();
+        mine.restore(None).await.unwrap();
+        let hidden: Vec<String> = listing(&out);
+        assert_eq!(hidden.len(), 1, "{hidden:?}");
+        assert!(PartFileNames::is_in_progress_of(&hidden[0], 1));
+        assert!(!PartFileNames::is_in_progress_of(&hidden[0], 0));
+        assert!(!PartFileNames::is_in_progress_of("part-x-1-0", 1));
     }
 
     #[tokio::test]
