@@ -120,6 +120,13 @@ impl StreamContext {
         Ok(config)
     }
 
+    /// True when `execution.checkpointing.interval` is set.
+    pub fn checkpointing_enabled(&self) -> bool {
+        self.catalog()
+            .setting(settings::CHECKPOINT_INTERVAL)
+            .is_some()
+    }
+
     /// The store `execution.checkpointing.dir` names.
     fn checkpoint_backend(&self) -> Result<Arc<dyn StateBackend>> {
         let catalog = self.catalog();

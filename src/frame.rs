@@ -66,6 +66,26 @@ impl StreamFrame {
         }
     }
 
+    /// The same job with the context's current runtime settings (e.g. after a
+    /// checkpoint to restore was chosen).
+    pub fn replanned(self, ctx: &crate::StreamContext) -> Result<Self> {
+        let fresh = ctx.runtime_config()?;
+        Ok(StreamFrame {
+            kind: match self.kind {
+                FrameKind::Insert { graph, .. } => FrameKind::Insert {
+                    graph,
+                    config: fresh,
+                },
+                FrameKind::Select { graph, schema, .. } => FrameKind::Select {
+                    graph,
+                    schema,
+                    config: fresh,
+                },
+                other => other,
+            },
+        })
+    }
+
     /// The job graph of a query or `INSERT`.
     pub fn graph(&self) -> Option<&JobGraph> {
         match &self.kind {

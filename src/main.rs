@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand};
 use watershed::StreamContext;
 use watershed::engine::runtime::JobHandle;
 use watershed::engine::sink::SinkFactory;
-use watershed::script::{ScriptMode, ScriptOutput, run_script};
+use watershed::script::{Restore, ScriptMode, ScriptOutput, run_script};
 
 /// mimalloc instead of glibc's allocator: window state is allocated and freed in
 /// large vectors, which glibc returns to the kernel and faults in again (about a
@@ -46,6 +46,11 @@ enum Command {
         /// Seconds between progress lines (0 turns progress off).
         #[arg(long, default_value_t = 1.0)]
         progress: f64,
+        /// Start from a checkpoint: `latest` (the newest completed one in
+        /// 'execution.checkpointing.dir'), a checkpoint id, or a checkpoint
+        /// directory `<dir>/chk-<id>`.
+        #[arg(long)]
+        restore: Option<String>,
     },
     /// Print the operator graph of every INSERT INTO and query of a script
     /// without running it. Without FILE, explains the bundled example.
@@ -93,24 +98,54 @@ fn read_script(file: &Option<PathBuf>) -> Result<(String, String), String> {
 }
 
 async fn execute(command: Command) -> Result<(), String> {
-    let (mode, file, progress) = match command {
-        Command::Run { file, progress } => (ScriptMode::Run, file, progress),
-        Command::Explain { file } => (ScriptMode::Explain, file, 0.0),
+    let (mode, file, progress, restore) = match command {
+        Command::Run {
+            file,
+            progress,
+            restore,
+        } => (ScriptMode::Run, file, progress, restore),
+        Command::Explain { file } => (ScriptMode::Explain, file, 0.0, None),
     };
     let (origin, sql) = read_script(&file)?;
     if mode == ScriptMode::Run {
         eprintln!("running {origin}");
     }
     let ctx = StreamContext::new();
+    // Where checkpoints go unless the script says: a directory named after the
+    // script, under the working directory.
+    let stem = file.as_ref().and_then(|f| f.file_stem()).map_or_else(
+        || "bundled-example".into(),
+        |s| s.to_string_lossy().into_owned(),
+    );
+    let default_dir = std::env::current_dir()
+        .map_err(|e| format!("cannot read the working directory: {e}"))?
+        .join("watershed-checkpoints")
+        .join(stem);
+    ctx.sql(&format!(
+        "SET '{}' = 'file://{}'",
+        watershed::context::settings::CHECKPOINT_DIR,
+        default_dir.display()
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    let restore = restore.map(|text| Restore::parse(&text)).transpose()?;
     let print_sink = || -> Arc<dyn SinkFactory> {
         Arc::new(watershed::connectors::print::PrintSinkFactory::with_target(
             None,
             watershed::connectors::print::PrintTarget::Stdout,
         ))
     };
-    let outputs = run_script(&ctx, &sql, mode, &print_sink)
+    let outputs = run_script(&ctx, &sql, mode, &print_sink, restore)
         .await
         .map_err(|e| e.to_string())?;
+    if mode == ScriptMode::Run
+        && ctx.checkpointing_enabled()
+        && let Some(dir) = ctx
+            .catalog()
+            .setting(watershed::context::settings::CHECKPOINT_DIR)
+    {
+        eprintln!("checkpoints go to {dir}");
+    }
     let mut jobs = Vec::new();
     for output in outputs {
         match output {
@@ -142,6 +177,7 @@ async fn watch(job: JobHandle, progress_every: f64) -> Result<(), String> {
     let started = Instant::now();
     let name = job.name().to_string();
     let metrics = job.metrics().clone();
+    let checkpoints = job.checkpoint_log();
     let terminal = std::io::stderr().is_terminal();
     let reporter = (progress_every > 0.0).then(|| {
         let name = name.clone();
@@ -149,7 +185,10 @@ async fn watch(job: JobHandle, progress_every: f64) -> Result<(), String> {
             let period = Duration::from_secs_f64(progress_every);
             loop {
                 tokio::time::sleep(period).await;
-                let line = progress_line(&name, &metrics.summary(), started.elapsed());
+                let mut line = progress_line(&name, &metrics.summary(), started.elapsed());
+                if let Some(last) = checkpoints.as_ref().and_then(|log| log.completed().pop()) {
+                    line.push_str(&format!(" | checkpoint #{}", last.id));
+                }
                 if terminal {
                     eprint!("\r{line}\x1b[K");
                 } else {

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use watershed_engine::metrics::RowSummary;
 use watershed_engine::runtime::JobResult;
+use watershed_engine::runtime::checkpointing::CheckpointStats;
 use watershed_engine::time::format_timestamp;
 
 /// Formats a count with thousands separators: `1,234,567`.
@@ -66,7 +67,35 @@ pub fn summary_text(result: &JobResult, elapsed: Duration) -> String {
     if !r.adds_up() {
         lines.push("  WARNING: the row counts do not add up; please report this".into());
     }
+    lines.extend(checkpoint_lines(&result.checkpoints));
     lines.join("\n")
+}
+
+/// One line per completed checkpoint (the last ten), after a count and the
+/// place they were written.
+pub fn checkpoint_lines(checkpoints: &[CheckpointStats]) -> Vec<String> {
+    let Some(last) = checkpoints.last() else {
+        return Vec::new();
+    };
+    let mut lines = vec![format!(
+        "  checkpoints      {:>14}  in {}",
+        thousands(checkpoints.len() as u64),
+        last.location
+    )];
+    let shown = checkpoints.len().saturating_sub(10);
+    lines.extend(checkpoints[shown..].iter().map(checkpoint_line));
+    lines
+}
+
+/// `#7: 12 ms (alignment 1 ms), 48,213 bytes`
+pub fn checkpoint_line(stats: &CheckpointStats) -> String {
+    format!(
+        "    #{}: {} ms (alignment {} ms), {} bytes",
+        stats.id,
+        stats.duration.as_millis(),
+        stats.alignment.as_millis(),
+        thousands(stats.bytes)
+    )
 }
 
 #[cfg(test)]

@@ -83,6 +83,12 @@ impl JobHandle {
         &self.metrics
     }
 
+    /// The live log of completed checkpoints, for readers that outlive a
+    /// borrow of the handle (e.g. a progress reporter); `None` without checkpoints.
+    pub fn checkpoint_log(&self) -> Option<Arc<CheckpointLog>> {
+        self.checkpoints.clone()
+    }
+
     /// The checkpoints completed so far, oldest first (empty without checkpoints).
     pub fn checkpoints(&self) -> Vec<CheckpointStats> {
         self.checkpoints

@@ -1,0 +1,167 @@
+//! The `watershed` binary killed with SIGKILL at random moments and restored
+//! each time with `--restore latest`: the committed output (visible part files)
+//! equals, row for row, the output of an uninterrupted run.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+
+/// Generated payments into a TUMBLE aggregate into the exactly-once file sink,
+/// checkpointing every 200 ms at parallelism 2. The rate limit makes a run last
+/// a few seconds, so that kills land mid-stream.
+fn script(out: &Path, checkpoints: Option<&Path>) -> String {
+    // The uninterrupted run needs no pacing (batch sizes do not change results).
+    let rate = if checkpoints.is_some() {
+        ", 'rows-per-second' = '100000'"
+    } else {
+        ""
+    };
+    let settings = checkpoints.map_or_else(String::new, |dir| {
+        format!(
+            "SET 'execution.checkpointing.interval' = '200 ms';
+             SET 'execution.checkpointing.dir' = 'file://{}';",
+            dir.display()
+        )
+    });
+    format!(
+        "{settings}
+         SET 'parallelism.default' = '2';
+         CREATE TABLE payments (
+           txn_id BIGINT, event_time TIMESTAMP(3), card_id BIGINT, amount DECIMAL(18, 2),
+           WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
+         ) WITH ('connector' = 'payments', 'number-of-rows' = '1000000', 'cards' = '5000',
+                 'events-per-second-event-time' = '1000', 'seed' = '3'{rate});
+         CREATE TABLE card_minute (
+           window_start TIMESTAMP(3), window_end TIMESTAMP(3), card_id BIGINT,
+           txns BIGINT, total DECIMAL(38, 2), max_amount DECIMAL(18, 2)
+         ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         INSERT INTO card_minute
+         SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
+         FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
+         GROUP BY window_start, window_end, card_id;",
+        out.display(),
+    )
+}
+
+fn watershed(script: &Path, restore: bool) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_watershed"));
+    command.arg("run").arg(script).arg("--progress").arg("0");
+    if restore {
+        command.arg("--restore").arg("latest");
+    }
+    command.stdout(Stdio::null()).stderr(Stdio::piped());
+    command
+}
+
+/// Every row of the visible part files, sorted; fails on leftover hidden files.
+fn committed_rows(dir: &Path) -> Vec<String> {
+    let mut rows = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return rows;
+    };
+    for entry in entries {
+        let entry = entry.expect("entry");
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).expect("read part");
+        rows.extend(text.lines().map(str::to_string));
+    }
+    rows.sort();
+    rows
+}
+
+#[test]
+fn twenty_sigkills_and_restores_commit_the_uninterrupted_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+
+    // The uninterrupted run.
+    let expected_out = root.join("expected");
+    let expected_script = root.join("expected.sql");
+    std::fs::write(&expected_script, script(&expected_out, None)).expect("script");
+    let status = watershed(&expected_script, false)
+        .status()
+        .expect("run watershed");
+    assert!(status.success());
+    let expected = committed_rows(&expected_out);
+    assert!(expected.len() > 10_000, "{} rows", expected.len());
+
+    // The same job, killed 20 times.
+    let out = root.join("out");
+    let checkpoints = root.join("checkpoints");
+    let job_script = root.join("job.sql");
+    std::fs::write(&job_script, script(&out, Some(&checkpoints))).expect("script");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20);
+    let mut kills = 0;
+    let mut finished_early = 0;
+    let started = Instant::now();
+    while kills < 20 {
+        let mut child = watershed(&job_script, kills > 0 || finished_early > 0)
+            .spawn()
+            .expect("spawn");
+        let delay = Duration::from_millis(rng.random_range(150..900));
+        std::thread::sleep(delay);
+        match child.try_wait().expect("try_wait") {
+            Some(status) => {
+                // The job ended before the kill: start over from scratch is
+                // not possible, so this run must have succeeded.
+                let stderr = child
+                    .wait_with_output()
+                    .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+                    .unwrap_or_default();
+                assert!(status.success(), "attempt {kills} failed: {stderr}");
+                finished_early += 1;
+                break;
+            }
+            None => {
+                child.kill().expect("SIGKILL");
+                child.wait().expect("reap");
+                kills += 1;
+                // Readers never see partial files: only whole committed parts
+                // are visible, so every visible row is one of the expected rows.
+                let visible = committed_rows(&out);
+                let missing: Vec<&String> = visible
+                    .iter()
+                    .filter(|r| expected.binary_search(r).is_err())
+                    .take(3)
+                    .collect();
+                assert!(missing.is_empty(), "after kill {kills}: {missing:?}");
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "20 kills took too long"
+        );
+    }
+    // The kills interrupted a job that made progress: checkpoints completed
+    // and committed rows before the last attempt.
+    let committed_before = committed_rows(&out).len();
+    assert!(
+        committed_before > 0 && committed_before < expected.len(),
+        "{committed_before} of {} rows committed before the last attempt",
+        expected.len()
+    );
+    // Finish the job.
+    if finished_early == 0 {
+        let output = watershed(&job_script, true).output().expect("run");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let got = committed_rows(&out);
+    assert_eq!(kills, 20, "the job finished before it was killed 20 times");
+    assert_eq!(got.len(), expected.len(), "row count after {kills} kills");
+    assert!(got == expected, "rows differ after {kills} kills");
+    let hidden: Vec<String> = std::fs::read_dir(&out)
+        .expect("out")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "in-progress files left: {hidden:?}");
+}
