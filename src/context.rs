@@ -3,14 +3,16 @@
 //! registry and the runtime settings, and turns SQL text into [`StreamFrame`]s.
 
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 use watershed_connectors::DefaultConnectors;
 use watershed_connectors::units::parse_duration;
 use watershed_engine::checkpoint::{CheckpointManifest, ObjectStoreBackend, StateBackend};
-use watershed_engine::runtime::RuntimeConfig;
 use watershed_engine::runtime::checkpointing::{CheckpointSettings, RestoredCheckpoint};
+use watershed_engine::runtime::restart::{RestartEvent, RestartStrategy};
+use watershed_engine::runtime::{RestartListener, RuntimeConfig};
 use watershed_sql::catalog::{Catalog, TableDef};
 use watershed_sql::error::SqlError;
 use watershed_sql::parser::{Located, Statement, parse_script};
@@ -33,6 +35,25 @@ pub mod settings {
     pub const CHECKPOINT_DIR: &str = "execution.checkpointing.dir";
     /// How many completed checkpoints to keep (Flink's key; default 1).
     pub const CHECKPOINT_RETAINED: &str = "execution.checkpointing.num-retained";
+    /// `none`, `fixed-delay` or `exponential-delay` (Flink's key). With
+    /// checkpoints the default is `exponential-delay`, as in Flink; without,
+    /// `none` (a restart without checkpoints would write rows twice).
+    pub const RESTART_STRATEGY: &str = "restart-strategy.type";
+    /// Restarts of `fixed-delay` (default 1).
+    pub const FIXED_DELAY_ATTEMPTS: &str = "restart-strategy.fixed-delay.attempts";
+    /// Wait before each `fixed-delay` restart (default 1 s).
+    pub const FIXED_DELAY_DELAY: &str = "restart-strategy.fixed-delay.delay";
+    /// First wait of `exponential-delay` (default 1 s).
+    pub const EXPONENTIAL_INITIAL: &str = "restart-strategy.exponential-delay.initial-backoff";
+    /// Longest wait of `exponential-delay` (default 1 min).
+    pub const EXPONENTIAL_MAX: &str = "restart-strategy.exponential-delay.max-backoff";
+    /// Growth of the wait of `exponential-delay` (default 1.5).
+    pub const EXPONENTIAL_MULTIPLIER: &str =
+        "restart-strategy.exponential-delay.backoff-multiplier";
+    /// Restarts of `exponential-delay`. Flink's default is unbounded; ours is
+    /// 10, so a job that fails the same way every time ends with an error.
+    pub const EXPONENTIAL_ATTEMPTS: &str =
+        "restart-strategy.exponential-delay.attempts-before-reset-backoff";
 }
 
 /// A session: catalog, connectors and runtime settings.
@@ -41,6 +62,8 @@ pub struct StreamContext {
     connectors: Arc<DefaultConnectors>,
     /// The checkpoint the next job starts from (see [`StreamContext::restore_latest`]).
     restore: RwLock<Option<Arc<RestoredCheckpoint>>>,
+    /// Told of restarts (see [`StreamContext::on_restart`]).
+    on_restart: RwLock<Option<RestartListener>>,
 }
 
 impl Default for StreamContext {
@@ -56,6 +79,7 @@ impl StreamContext {
             catalog: RwLock::new(Catalog::default()),
             connectors: Arc::new(DefaultConnectors::new()),
             restore: RwLock::new(None),
+            on_restart: RwLock::new(None),
         }
     }
 
@@ -117,7 +141,16 @@ impl StreamContext {
                 restore: self.restore.read().ok().and_then(|r| r.clone()),
             });
         }
+        config.restart = restart_strategy(&catalog, config.checkpointing.is_some())?;
+        config.on_restart = self.on_restart.read().ok().and_then(|l| l.clone());
         Ok(config)
+    }
+
+    /// Calls `listener` on every restart of jobs started from now on.
+    pub fn on_restart(&self, listener: impl Fn(&RestartEvent) + Send + Sync + 'static) {
+        if let Ok(mut slot) = self.on_restart.write() {
+            *slot = Some(RestartListener(Arc::new(listener)));
+        }
     }
 
     /// True when `execution.checkpointing.interval` is set.
@@ -373,4 +406,64 @@ fn locate(error: WatershedError, line: u64, column: u64) -> WatershedError {
             "in the statement at line {line}, column {column}: {other}"
         ))),
     }
+}
+
+/// The restart strategy the `restart-strategy.*` settings describe.
+fn restart_strategy(catalog: &Catalog, checkpointing: bool) -> Result<RestartStrategy> {
+    let usage = |key: &str, value: &str, expected: &str| {
+        WatershedError::Usage(format!("SET '{key}' = '{value}': expected {expected}"))
+    };
+    let duration = |key: &str, default: Duration| -> Result<Duration> {
+        match catalog.setting(key) {
+            None => Ok(default),
+            Some(v) => {
+                parse_duration(v).map_err(|e| WatershedError::Usage(format!("SET '{key}': {e}")))
+            }
+        }
+    };
+    let count = |key: &str, default: u32| -> Result<u32> {
+        match catalog.setting(key) {
+            None => Ok(default),
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| usage(key, v, "a number of restarts")),
+        }
+    };
+    let kind = match catalog.setting(settings::RESTART_STRATEGY) {
+        Some(kind) => kind.trim().to_ascii_lowercase(),
+        None if checkpointing => "exponential-delay".to_string(),
+        None => "none".to_string(),
+    };
+    Ok(match kind.as_str() {
+        "none" | "off" | "disable" => RestartStrategy::None,
+        "fixed-delay" | "fixeddelay" => RestartStrategy::FixedDelay {
+            attempts: count(settings::FIXED_DELAY_ATTEMPTS, 1)?,
+            delay: duration(settings::FIXED_DELAY_DELAY, Duration::from_secs(1))?,
+        },
+        "exponential-delay" | "exponentialdelay" => {
+            let multiplier = match catalog.setting(settings::EXPONENTIAL_MULTIPLIER) {
+                None => 1.5,
+                Some(v) => v
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|m| *m >= 1.0)
+                    .ok_or_else(|| usage(settings::EXPONENTIAL_MULTIPLIER, v, "a number >= 1"))?,
+            };
+            RestartStrategy::ExponentialDelay {
+                attempts: count(settings::EXPONENTIAL_ATTEMPTS, 10)?,
+                initial: duration(settings::EXPONENTIAL_INITIAL, Duration::from_secs(1))?,
+                max: duration(settings::EXPONENTIAL_MAX, Duration::from_secs(60))?,
+                multiplier,
+            }
+        }
+        other => {
+            return Err(usage(
+                settings::RESTART_STRATEGY,
+                other,
+                "'none', 'fixed-delay' or 'exponential-delay'",
+            ));
+        }
+    })
 }

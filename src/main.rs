@@ -111,6 +111,19 @@ async fn execute(command: Command) -> Result<(), String> {
         eprintln!("running {origin}");
     }
     let ctx = StreamContext::new();
+    ctx.on_restart(|event| {
+        let from = event.checkpoint.map_or_else(
+            || "from the start".to_string(),
+            |id| format!("from checkpoint {id}"),
+        );
+        eprintln!(
+            "restart {}/{} in {:.1} s {from} after: {}",
+            event.attempt,
+            event.attempts,
+            event.delay.as_secs_f64(),
+            event.cause
+        );
+    });
     // Where checkpoints go unless the script says: a directory named after the
     // script, under the working directory.
     let stem = file.as_ref().and_then(|f| f.file_stem()).map_or_else(
@@ -155,7 +168,7 @@ async fn execute(command: Command) -> Result<(), String> {
                 }
             }
             ScriptOutput::Plan(text) => println!("{text}"),
-            ScriptOutput::Job(job) => jobs.push(job),
+            ScriptOutput::Job(job) => jobs.push(*job),
         }
     }
     let mut failed = Vec::new();

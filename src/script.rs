@@ -17,8 +17,8 @@ pub enum ScriptOutput {
     Message(String),
     /// An EXPLAIN statement's plan text.
     Plan(String),
-    /// A started job.
-    Job(JobHandle),
+    /// A started job (boxed: a handle is large next to a message).
+    Job(Box<JobHandle>),
 }
 
 /// Whether to run jobs or only show their plans.
@@ -134,7 +134,7 @@ pub async fn run_script(
             None => frame,
         };
         let sink = frame.is_query().then(query_sink);
-        outputs.push(ScriptOutput::Job(frame.start_with_sink(sink)?));
+        outputs.push(ScriptOutput::Job(Box::new(frame.start_with_sink(sink)?)));
     }
     Ok(outputs)
 }

@@ -70,15 +70,19 @@ async fn a_job_restored_from_its_latest_checkpoint_commits_the_uninterrupted_row
     let sink = CollectSinkFactory::new();
 
     // First attempt: stopped (as by a crash) after three completed checkpoints.
-    let ctx = context(&sink, Some(100_000), Some(&dir)).await;
+    // Paced to last about 3 s, far longer than three checkpoints take.
+    let ctx = context(&sink, Some(20_000), Some(&dir)).await;
     let job = ctx.sql(QUERY).await.unwrap().start_with_sink(None).unwrap();
-    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+    let waited = tokio::time::timeout(Duration::from_secs(20), async {
         while job.checkpoints().len() < 3 {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     })
     .await;
-    assert!(waited.is_ok(), "no three checkpoints within a minute");
+    if waited.is_err() {
+        let outcome = job.wait().await.map(|r| r.checkpoints.len());
+        panic!("no three checkpoints within a minute: {outcome:?}");
+    }
     let taken = job.checkpoints();
     job.cancel();
     assert!(job.wait().await.is_err(), "the job was cancelled");
@@ -94,7 +98,7 @@ async fn a_job_restored_from_its_latest_checkpoint_commits_the_uninterrupted_row
 
     // Second attempt: the same query (the rate is part of its source's
     // definition), restored from the latest checkpoint.
-    let ctx = context(&sink, Some(100_000), Some(&dir)).await;
+    let ctx = context(&sink, Some(20_000), Some(&dir)).await;
     let restored = ctx.restore_latest().await.unwrap();
     assert!(
         restored.is_some_and(|id| id >= taken.last().map_or(0, |s| s.id)),
@@ -131,4 +135,152 @@ async fn restoring_into_a_changed_query_is_refused_naming_what_changed() {
         err.contains("definitions, options or edges changed"),
         "{err}"
     );
+}
+
+/// A collect sink whose writes fail while `failures` is above zero (each
+/// failure counts down), to make a running job fail.
+#[derive(Clone)]
+struct FlakySinkFactory {
+    inner: CollectSinkFactory,
+    failures: Arc<std::sync::atomic::AtomicI64>,
+    /// Writes to let through before failing.
+    after_writes: i64,
+    writes: Arc<std::sync::atomic::AtomicI64>,
+}
+
+struct FlakySink {
+    inner: Box<dyn watershed::engine::sink::Sink>,
+    factory: FlakySinkFactory,
+}
+
+impl watershed::engine::sink::SinkFactory for FlakySinkFactory {
+    fn explain(&self) -> Vec<String> {
+        vec!["flaky".into()]
+    }
+
+    fn create(
+        &self,
+        split: watershed::engine::source::Split,
+    ) -> Result<Box<dyn watershed::engine::sink::Sink>, watershed::engine::EngineError> {
+        Ok(Box::new(FlakySink {
+            inner: self.inner.create(split)?,
+            factory: self.clone(),
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl watershed::engine::sink::Sink for FlakySink {
+    async fn write_batch(
+        &mut self,
+        batch: datafusion::arrow::record_batch::RecordBatch,
+    ) -> Result<(), watershed::engine::EngineError> {
+        use std::sync::atomic::Ordering;
+        let writes = self.factory.writes.fetch_add(1, Ordering::SeqCst);
+        if writes >= self.factory.after_writes
+            && self.factory.failures.fetch_sub(1, Ordering::SeqCst) > 0
+        {
+            return Err(watershed::engine::EngineError::Config(
+                "disk full (injected)".into(),
+            ));
+        }
+        self.inner.write_batch(batch).await
+    }
+
+    async fn finish(&mut self) -> Result<(), watershed::engine::EngineError> {
+        self.inner.finish().await
+    }
+
+    async fn prepare_checkpoint(
+        &mut self,
+        id: u64,
+    ) -> Result<Option<watershed::engine::checkpoint::OperatorState>, watershed::engine::EngineError>
+    {
+        self.inner.prepare_checkpoint(id).await
+    }
+
+    async fn commit_checkpoint(&mut self, id: u64) -> Result<(), watershed::engine::EngineError> {
+        self.inner.commit_checkpoint(id).await
+    }
+
+    async fn restore(
+        &mut self,
+        state: Option<watershed::engine::checkpoint::OperatorState>,
+    ) -> Result<(), watershed::engine::EngineError> {
+        self.inner.restore(state).await
+    }
+}
+
+async fn flaky_context(sink: &FlakySinkFactory, dir: &str, restarts: &str) -> StreamContext {
+    let ctx = StreamContext::new();
+    ctx.connectors()
+        .register_memory_sink("out", Arc::new(sink.clone()));
+    ctx.sql(&format!(
+        "SET 'execution.checkpointing.interval' = '20 ms';
+         SET 'execution.checkpointing.dir' = 'file://{dir}';
+         SET 'restart-strategy.type' = 'fixed-delay';
+         SET 'restart-strategy.fixed-delay.attempts' = '{restarts}';
+         SET 'restart-strategy.fixed-delay.delay' = '10 ms';"
+    ))
+    .await
+    .unwrap();
+    ctx.sql(&payments_ddl(Some(100_000))).await.unwrap();
+    ctx
+}
+
+fn flaky(failures: i64) -> FlakySinkFactory {
+    FlakySinkFactory {
+        inner: CollectSinkFactory::new(),
+        failures: Arc::new(std::sync::atomic::AtomicI64::new(failures)),
+        after_writes: 5,
+        writes: Arc::default(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_job_restarts_from_its_latest_checkpoint_and_commits_each_row_once() {
+    let expected_sink = CollectSinkFactory::new();
+    let ctx = context(&expected_sink, None, None).await;
+    ctx.sql(QUERY).await.unwrap().run().await.unwrap();
+    let expected = rows_as_text(&expected_sink.batches());
+
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().display().to_string();
+    let sink = flaky(2);
+    let ctx = flaky_context(&sink, &dir, "3").await;
+    let restarts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = restarts.clone();
+    ctx.on_restart(move |event| seen.lock().unwrap().push(event.clone()));
+    ctx.sql(QUERY).await.unwrap().run().await.unwrap();
+
+    let restarts = restarts.lock().unwrap().clone();
+    assert_eq!(restarts.len(), 2, "{restarts:?}");
+    assert!(
+        restarts[0].cause.contains("disk full (injected)"),
+        "{restarts:?}"
+    );
+    assert_eq!((restarts[1].attempt, restarts[1].attempts), (2, 3));
+    assert_same_rows(
+        "restarted run",
+        &rows_as_text(&sink.inner.batches()),
+        &expected,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_keeps_failing_gives_up_when_restarts_run_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().display().to_string();
+    let sink = flaky(i64::MAX);
+    let ctx = flaky_context(&sink, &dir, "2").await;
+    let err = ctx
+        .sql(QUERY)
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gave up after 2 restarts"), "{err}");
+    assert!(err.contains("disk full (injected)"), "{err}");
 }

@@ -44,6 +44,14 @@ pub enum EngineError {
     /// The job was cancelled.
     #[error("job cancelled")]
     Cancelled,
+    /// The job failed again after its restart strategy's last restart.
+    #[error("gave up after {restarts} restarts: {cause}")]
+    RestartsExhausted {
+        /// Restarts made.
+        restarts: u32,
+        /// The last failure.
+        cause: Box<EngineError>,
+    },
     /// Reading or writing checkpoint state failed.
     #[error("checkpoint storage {location}: {message}")]
     CheckpointStorage {

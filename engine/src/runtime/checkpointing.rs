@@ -112,10 +112,15 @@ enum Report {
     Finished {
         task: usize,
     },
+    /// The task stopped without finishing (failed or cancelled): no
+    /// checkpoint in flight can complete any more.
+    Failed,
 }
 
-/// One task's handle on the coordinator. Dropping it (the task ended, failed
-/// or was cancelled) tells the coordinator not to wait for the task any more.
+/// One task's handle on the coordinator. A task that ends normally calls
+/// [`TaskCheckpointing::finish`], after which checkpoints complete without it;
+/// dropping the handle otherwise (the task failed or was cancelled) stops
+/// checkpointing, since the job is going down.
 #[derive(Debug)]
 pub struct TaskCheckpointing {
     task: usize,
@@ -127,9 +132,17 @@ pub struct TaskCheckpointing {
     triggers: watch::Receiver<u64>,
     completed: watch::Receiver<u64>,
     restore: Option<Arc<RestoredCheckpoint>>,
+    /// Set by [`TaskCheckpointing::finish`]: the task ended normally.
+    finished: bool,
 }
 
 impl TaskCheckpointing {
+    /// The task has processed all its input: checkpoints no longer wait for it.
+    /// (A handle dropped without this means the task failed.)
+    pub fn finish(mut self) {
+        self.finished = true;
+    }
+
     /// For source tasks: the checkpoint to take now, if one was triggered since
     /// the last call.
     pub fn pending_trigger(&mut self) -> Option<u64> {
@@ -184,7 +197,12 @@ impl TaskCheckpointing {
 
 impl Drop for TaskCheckpointing {
     fn drop(&mut self) {
-        let _ = self.reports.send(Report::Finished { task: self.task });
+        let report = if self.finished {
+            Report::Finished { task: self.task }
+        } else {
+            Report::Failed
+        };
+        let _ = self.reports.send(report);
     }
 }
 
@@ -239,6 +257,7 @@ impl Coordinator {
             triggers: self.triggers.subscribe(),
             completed: self.completed.subscribe(),
             restore: self.settings.restore.clone(),
+            finished: false,
         }
     }
 
@@ -258,13 +277,14 @@ impl Coordinator {
         drop(reports_tx);
         let mut next_id = *triggers.borrow() + 1;
         let mut finished: HashSet<usize> = HashSet::new();
+        let mut failed = false;
         let mut in_flight: Option<InFlight> = None;
         let mut next_start = tokio::time::Instant::now() + settings.interval;
         loop {
             let report = tokio::select! {
                 report = reports.recv() => report,
                 () = tokio::time::sleep_until(next_start), if in_flight.is_none() => {
-                    if finished.len() < tasks {
+                    if finished.len() < tasks && !failed {
                         in_flight = Some(InFlight::new(next_id));
                         // Source tasks see it between two batches.
                         triggers.send_replace(next_id);
@@ -278,6 +298,12 @@ impl Coordinator {
                 None => return Ok(()),
                 Some(Report::Finished { task }) => {
                     finished.insert(task);
+                }
+                Some(Report::Failed) => {
+                    // A checkpoint must not complete without the failed
+                    // task's state.
+                    failed = true;
+                    in_flight = None;
                 }
                 Some(Report::Snapshot {
                     checkpoint_id,

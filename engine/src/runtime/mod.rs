@@ -9,6 +9,7 @@
 pub mod alignment;
 pub mod checkpointing;
 pub mod exchange;
+pub mod restart;
 pub mod split_pacer;
 pub mod task;
 
@@ -24,8 +25,11 @@ use crate::graph::{Edge, JobGraph, NodeId, NodeKind, Partitioning};
 use crate::late_rows::{LateRowsSender, late_rows_channel, run_dead_letter_task};
 use crate::metrics::{JobMetrics, NodeMetrics, RowSummary};
 use crate::source::{SourceContext, Split};
-use checkpointing::{CheckpointLog, CheckpointSettings, CheckpointStats, Coordinator};
+use checkpointing::{
+    CheckpointLog, CheckpointSettings, CheckpointStats, Coordinator, RestoredCheckpoint,
+};
 use exchange::{Envelope, OutputEdge, Routing};
+use restart::{RestartEvent, RestartStrategy};
 use split_pacer::SplitPacer;
 use task::{Chain, SourceControl, run_operator_task, run_sink_task, run_source_task};
 
@@ -39,6 +43,34 @@ pub struct RuntimeConfig {
     /// Periodic checkpoints, and the checkpoint to restore; `None` runs
     /// without checkpoints.
     pub checkpointing: Option<CheckpointSettings>,
+    /// What happens after a failure inside the running job. Restarts need
+    /// checkpoints (without them a restart would write rows twice): without
+    /// checkpoints every strategy acts as `None`.
+    pub restart: RestartStrategy,
+    /// Told of every restart (the CLI prints it).
+    pub on_restart: Option<RestartListener>,
+}
+
+/// A callback told of every restart of a job.
+#[derive(Clone)]
+pub struct RestartListener(pub Arc<dyn Fn(&RestartEvent) + Send + Sync>);
+
+impl RestartListener {
+    fn notify(&self, event: &RestartEvent) {
+        (self.0)(event)
+    }
+}
+
+impl std::fmt::Debug for RestartListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RestartListener")
+    }
+}
+
+/// What a job needs to start again after a failure.
+struct RestartPlan {
+    graph: JobGraph,
+    config: RuntimeConfig,
 }
 
 impl Default for RuntimeConfig {
@@ -47,6 +79,8 @@ impl Default for RuntimeConfig {
             batch_size: 8192,
             channel_capacity: 16,
             checkpointing: None,
+            restart: RestartStrategy::None,
+            on_restart: None,
         }
     }
 }
@@ -57,6 +91,7 @@ pub struct JobHandle {
     metrics: JobMetrics,
     tasks: Vec<(String, JoinHandle<Result<()>>)>,
     checkpoints: Option<Arc<CheckpointLog>>,
+    restart: Option<RestartPlan>,
 }
 
 /// What a finished job reports.
@@ -105,47 +140,121 @@ impl JobHandle {
     }
 
     /// Waits for the job to finish. The first real failure stops every other task
-    /// and wins over the echoes it causes in them (closed channels).
+    /// and wins over the echoes it causes in them (closed channels). With a
+    /// restart strategy and checkpoints, a failed job restarts from its latest
+    /// completed checkpoint until the strategy runs out.
     pub async fn wait(self) -> Result<JobResult> {
-        let aborts: Vec<_> = self.tasks.iter().map(|(_, t)| t.abort_handle()).collect();
-        let checkpoints = self.checkpoints.clone();
-        let mut running: FuturesUnordered<_> = self
-            .tasks
-            .into_iter()
-            .map(|(name, task)| async move { (name, task.await) })
-            .collect();
-        let mut first_error: Option<EngineError> = None;
-        while let Some((task_name, outcome)) = running.next().await {
-            let outcome = match outcome {
-                Ok(r) => r,
-                Err(e) if e.is_cancelled() => Err(EngineError::Cancelled),
-                Err(e) => Err(EngineError::TaskPanicked {
-                    task: task_name,
-                    message: e.to_string(),
-                }),
+        let JobHandle {
+            name,
+            metrics,
+            tasks,
+            checkpoints,
+            restart,
+        } = self;
+        let mut attempt = (tasks, metrics, checkpoints);
+        let mut earlier: Vec<CheckpointStats> = Vec::new();
+        let mut restarts = 0;
+        loop {
+            let (tasks, metrics, checkpoints) = attempt;
+            let log = checkpoints.clone();
+            let error = match wait_tasks(name.clone(), tasks, metrics, checkpoints).await {
+                Ok(mut result) => {
+                    earlier.append(&mut result.checkpoints);
+                    result.checkpoints = earlier;
+                    return Ok(result);
+                }
+                Err(e) => e,
             };
-            if let Err(e) = outcome {
-                if !e.is_secondary() && first_error.as_ref().is_none_or(|p| p.is_secondary()) {
-                    aborts.iter().for_each(|a| a.abort());
+            earlier.extend(log.map(|l| l.completed()).unwrap_or_default());
+            let plan = match &restart {
+                Some(plan) if !matches!(error, EngineError::Cancelled) => plan,
+                _ => return Err(error),
+            };
+            restarts += 1;
+            let Some(delay) = plan.config.restart.delay_before(restarts) else {
+                return Err(if restarts > 1 {
+                    EngineError::RestartsExhausted {
+                        restarts: restarts - 1,
+                        cause: Box::new(error),
+                    }
+                } else {
+                    error
+                });
+            };
+            let mut config = plan.config.clone();
+            let checkpoint = match config.checkpointing.as_mut() {
+                Some(settings) => {
+                    let restored = match settings.backend.latest_completed().await? {
+                        Some(manifest) => Some(Arc::new(
+                            RestoredCheckpoint::load(settings.backend.as_ref(), manifest).await?,
+                        )),
+                        None => None,
+                    };
+                    let id = restored.as_ref().map(|r| r.manifest.checkpoint_id);
+                    settings.restore = restored;
+                    id
                 }
-                let replace = match &first_error {
-                    None => true,
-                    Some(prev) => prev.is_secondary() && !e.is_secondary(),
-                };
-                if replace {
-                    first_error = Some(e);
-                }
+                None => None,
+            };
+            if let Some(listener) = &plan.config.on_restart {
+                listener.notify(&RestartEvent {
+                    attempt: restarts,
+                    attempts: plan.config.restart.attempts(),
+                    cause: error.to_string(),
+                    delay,
+                    checkpoint,
+                });
+            }
+            tokio::time::sleep(delay).await;
+            let next = spawn_job(&plan.graph, &config)?;
+            attempt = (next.tasks, next.metrics, next.checkpoints);
+        }
+    }
+}
+
+/// Waits for one attempt's tasks (see [`JobHandle::wait`]).
+async fn wait_tasks(
+    name: String,
+    tasks: Vec<(String, JoinHandle<Result<()>>)>,
+    metrics: JobMetrics,
+    checkpoints: Option<Arc<CheckpointLog>>,
+) -> Result<JobResult> {
+    let aborts: Vec<_> = tasks.iter().map(|(_, t)| t.abort_handle()).collect();
+    let mut running: FuturesUnordered<_> = tasks
+        .into_iter()
+        .map(|(name, task)| async move { (name, task.await) })
+        .collect();
+    let mut first_error: Option<EngineError> = None;
+    while let Some((task_name, outcome)) = running.next().await {
+        let outcome = match outcome {
+            Ok(r) => r,
+            Err(e) if e.is_cancelled() => Err(EngineError::Cancelled),
+            Err(e) => Err(EngineError::TaskPanicked {
+                task: task_name,
+                message: e.to_string(),
+            }),
+        };
+        if let Err(e) = outcome {
+            if !e.is_secondary() && first_error.as_ref().is_none_or(|p| p.is_secondary()) {
+                aborts.iter().for_each(|a| a.abort());
+            }
+            let replace = match &first_error {
+                None => true,
+                Some(prev) => prev.is_secondary() && !e.is_secondary(),
+            };
+            if replace {
+                first_error = Some(e);
             }
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(JobResult {
-                name: self.name,
-                rows: self.metrics.summary(),
-                metrics: self.metrics,
-                checkpoints: checkpoints.map(|log| log.completed()).unwrap_or_default(),
-            }),
-        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(JobResult {
+            name,
+            rows: metrics.summary(),
+            metrics,
+            checkpoints: checkpoints.map(|log| log.completed()).unwrap_or_default(),
+        }),
     }
 }
 
@@ -372,11 +481,19 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
             tokio::spawn(catch_panics(name, coordinator.run())),
         ));
     }
+    let restart =
+        (config.checkpointing.is_some() && config.restart != RestartStrategy::None).then(|| {
+            RestartPlan {
+                graph: graph.clone(),
+                config: config.clone(),
+            }
+        });
     Ok(JobHandle {
         name: graph.name.clone(),
         metrics,
         tasks,
         checkpoints,
+        restart,
     })
 }
 

@@ -229,6 +229,9 @@ pub async fn run_source_task(
         chain.push(0, message, &mut pending)?;
         route_all(&outputs, &mut pending).await?;
         if end {
+            if let Some(cp) = checkpointing.take() {
+                cp.finish();
+            }
             return Ok(());
         }
     }
@@ -390,7 +393,7 @@ pub async fn run_operator_task(
     replicated: Vec<bool>,
     mut chain: Chain,
     outputs: Vec<OutputEdge>,
-    checkpointing: Option<TaskCheckpointing>,
+    mut checkpointing: Option<TaskCheckpointing>,
 ) -> Result<()> {
     let mut tracker = InputTracker::new(&senders_per_input);
     let mut aligner = checkpointing
@@ -464,6 +467,9 @@ pub async fn run_operator_task(
                     if tracker.all_ended() {
                         chain.push(input, Message::End, &mut pending)?;
                         route_all(&outputs, &mut pending).await?;
+                        if let Some(cp) = checkpointing.take() {
+                            cp.finish();
+                        }
                         return Ok(());
                     }
                 }
@@ -548,6 +554,9 @@ pub async fn run_sink_task(
                     tracker.end(envelope.input, envelope.sender)?;
                     if tracker.all_ended() {
                         sink.finish().await.map_err(|e| e.in_node(&name))?;
+                        if let Some(cp) = checkpointing.take() {
+                            cp.finish();
+                        }
                         return Ok(());
                     }
                 }
