@@ -172,7 +172,13 @@ async fn execute(command: Command) -> Result<(), String> {
         }
     }
     let mut failed = Vec::new();
-    let waits = jobs.into_iter().map(|job| watch(job, progress));
+    let script_arg = file
+        .as_ref()
+        .map(|f| format!("{} ", f.display()))
+        .unwrap_or_default();
+    let waits = jobs
+        .into_iter()
+        .map(|job| watch(job, progress, script_arg.clone()));
     for outcome in futures::future::join_all(waits).await {
         if let Err(e) = outcome {
             failed.push(e);
@@ -185,8 +191,32 @@ async fn execute(command: Command) -> Result<(), String> {
     }
 }
 
-/// Shows progress while a job runs, then its summary.
-async fn watch(job: JobHandle, progress_every: f64) -> Result<(), String> {
+/// Resolves on SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Shows progress while a job runs, then its summary. On SIGTERM or Ctrl-C a
+/// job with checkpoints takes a savepoint, commits it and stops (exit code 0).
+async fn watch(job: JobHandle, progress_every: f64, script_arg: String) -> Result<(), String> {
     let started = Instant::now();
     let name = job.name().to_string();
     let metrics = job.metrics().clone();
@@ -210,7 +240,35 @@ async fn watch(job: JobHandle, progress_every: f64) -> Result<(), String> {
             }
         })
     });
-    let result = job.wait().await;
+    let controller = job.controller();
+    let wait = job.wait();
+    tokio::pin!(wait);
+    let result = tokio::select! {
+        result = &mut wait => result,
+        () = stop_signal() => {
+            if let Some(reporter) = &reporter {
+                reporter.abort();
+            }
+            eprintln!("\nstop requested: taking a savepoint of '{name}'");
+            let saved = controller.savepoint().await;
+            controller.cancel();
+            let _ = wait.await;
+            return match saved {
+                Ok(stats) => {
+                    eprintln!(
+                        "savepoint {} written to {} ({} ms, {} bytes) and committed; \
+                         continue with: watershed run {script_arg}--restore latest",
+                        stats.id,
+                        stats.location,
+                        stats.duration.as_millis(),
+                        stats.bytes
+                    );
+                    Ok(())
+                }
+                Err(e) => Err(format!("job '{name}' stopped without a savepoint: {e}")),
+            };
+        }
+    };
     if let Some(reporter) = reporter {
         reporter.abort();
         if terminal && started.elapsed().as_secs_f64() >= progress_every {

@@ -12,6 +12,10 @@ use rand::{Rng, SeedableRng};
 /// checkpointing every 200 ms at parallelism 2. The rate limit makes a run last
 /// a few seconds, so that kills land mid-stream.
 fn script(out: &Path, checkpoints: Option<&Path>) -> String {
+    script_with_interval(out, checkpoints, "200 ms")
+}
+
+fn script_with_interval(out: &Path, checkpoints: Option<&Path>, interval: &str) -> String {
     // The uninterrupted run needs no pacing (batch sizes do not change results).
     let rate = if checkpoints.is_some() {
         ", 'rows-per-second' = '100000'"
@@ -20,7 +24,7 @@ fn script(out: &Path, checkpoints: Option<&Path>) -> String {
     };
     let settings = checkpoints.map_or_else(String::new, |dir| {
         format!(
-            "SET 'execution.checkpointing.interval' = '200 ms';
+            "SET 'execution.checkpointing.interval' = '{interval}';
              SET 'execution.checkpointing.dir' = 'file://{}';",
             dir.display()
         )
@@ -164,4 +168,61 @@ fn twenty_sigkills_and_restores_commit_the_uninterrupted_rows() {
         .filter(|n| n.starts_with('.'))
         .collect();
     assert!(hidden.is_empty(), "in-progress files left: {hidden:?}");
+}
+
+#[test]
+fn sigterm_takes_a_savepoint_and_the_restored_run_completes_the_output() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let expected_out = root.join("expected");
+    let expected_script = root.join("expected.sql");
+    std::fs::write(&expected_script, script(&expected_out, None)).expect("script");
+    assert!(
+        watershed(&expected_script, false)
+            .status()
+            .expect("run")
+            .success()
+    );
+    let expected = committed_rows(&expected_out);
+
+    // Checkpoints every 10 minutes: only the savepoint can commit anything.
+    let out = root.join("out");
+    let checkpoints = root.join("checkpoints");
+    let job_script = root.join("job.sql");
+    std::fs::write(
+        &job_script,
+        script_with_interval(&out, Some(&checkpoints), "10 min"),
+    )
+    .expect("script");
+    let child = watershed(&job_script, false).spawn().expect("spawn");
+    std::thread::sleep(Duration::from_millis(1500));
+    let term = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill -TERM");
+    assert!(term.success());
+    let output = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("savepoint 1 written to"), "{stderr}");
+    assert!(stderr.contains("--restore latest"), "{stderr}");
+
+    let saved = committed_rows(&out);
+    assert!(
+        !saved.is_empty() && saved.len() < expected.len(),
+        "{} of {} rows committed by the savepoint",
+        saved.len(),
+        expected.len()
+    );
+    assert!(saved.iter().all(|r| expected.binary_search(r).is_ok()));
+
+    let output = watershed(&job_script, true).output().expect("restore");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("restoring checkpoint 1"), "{stderr}");
+    assert!(
+        committed_rows(&out) == expected,
+        "rows differ after the savepoint"
+    );
 }

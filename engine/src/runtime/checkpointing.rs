@@ -115,7 +115,15 @@ enum Report {
     /// The task stopped without finishing (failed or cancelled): no
     /// checkpoint in flight can complete any more.
     Failed,
+    /// A sink made checkpoint `checkpoint_id`'s output visible.
+    Committed {
+        checkpoint_id: u64,
+        task: usize,
+    },
 }
+
+/// Asks for a savepoint: answered once it completed and every sink committed it.
+pub type SavepointRequest = tokio::sync::oneshot::Sender<Result<CheckpointStats>>;
 
 /// One task's handle on the coordinator. A task that ends normally calls
 /// [`TaskCheckpointing::finish`], after which checkpoints complete without it;
@@ -169,6 +177,14 @@ impl TaskCheckpointing {
         self.restore.as_ref()?.state(id, self.instance)
     }
 
+    /// For sinks: the output of checkpoint `checkpoint_id` is now visible.
+    pub fn committed(&self, checkpoint_id: u64) {
+        let _ = self.reports.send(Report::Committed {
+            checkpoint_id,
+            task: self.task,
+        });
+    }
+
     /// Reports this task's part of checkpoint `checkpoint_id`: the state of node
     /// number `position` for every `(position, state)`.
     pub fn report(
@@ -216,6 +232,9 @@ pub struct Coordinator {
     triggers: watch::Sender<u64>,
     completed: watch::Sender<u64>,
     tasks: usize,
+    sinks: HashSet<usize>,
+    savepoints_tx: mpsc::UnboundedSender<SavepointRequest>,
+    savepoints: mpsc::UnboundedReceiver<SavepointRequest>,
     log: Arc<CheckpointLog>,
 }
 
@@ -223,6 +242,7 @@ impl Coordinator {
     /// A coordinator for job `job` whose graph has fingerprint `fingerprint`.
     pub fn new(settings: CheckpointSettings, job: String, fingerprint: String) -> Self {
         let (reports_tx, reports) = mpsc::unbounded_channel();
+        let (savepoints_tx, savepoints) = mpsc::unbounded_channel();
         let first = settings
             .restore
             .as_ref()
@@ -236,8 +256,16 @@ impl Coordinator {
             triggers: watch::channel(first).0,
             completed: watch::channel(first).0,
             tasks: 0,
+            sinks: HashSet::new(),
+            savepoints_tx,
+            savepoints,
             log: Arc::new(CheckpointLog::default()),
         }
+    }
+
+    /// Where to ask this job for savepoints.
+    pub fn savepoints(&self) -> mpsc::UnboundedSender<SavepointRequest> {
+        self.savepoints_tx.clone()
     }
 
     /// The log of completed checkpoints.
@@ -245,10 +273,19 @@ impl Coordinator {
         self.log.clone()
     }
 
-    /// The handle of a new task running `instance` of the nodes `operator_ids`.
-    pub fn task(&mut self, instance: usize, operator_ids: Vec<String>) -> TaskCheckpointing {
+    /// The handle of a new task running `instance` of the nodes `operator_ids`
+    /// (a sink task when `sink`: savepoints wait for its commit).
+    pub fn task(
+        &mut self,
+        instance: usize,
+        operator_ids: Vec<String>,
+        sink: bool,
+    ) -> TaskCheckpointing {
         let task = self.tasks;
         self.tasks += 1;
+        if sink {
+            self.sinks.insert(task);
+        }
         TaskCheckpointing {
             task,
             instance,
@@ -272,9 +309,17 @@ impl Coordinator {
             triggers,
             completed,
             tasks,
+            sinks,
+            savepoints_tx,
+            mut savepoints,
             log,
         } = self;
         drop(reports_tx);
+        drop(savepoints_tx);
+        // Savepoint requests waiting for the next checkpoint to start, and the
+        // savepoint waiting for its sinks' commits.
+        let mut requested: Vec<SavepointRequest> = Vec::new();
+        let mut committing: Option<(CheckpointStats, HashSet<usize>, Vec<SavepointRequest>)> = None;
         let mut next_id = *triggers.borrow() + 1;
         let mut finished: HashSet<usize> = HashSet::new();
         let mut failed = false;
@@ -283,9 +328,23 @@ impl Coordinator {
         loop {
             let report = tokio::select! {
                 report = reports.recv() => report,
+                Some(request) = savepoints.recv() => {
+                    if failed {
+                        let _ = request.send(Err(EngineError::Cancelled));
+                    } else {
+                        requested.push(request);
+                        // Start it now unless a checkpoint is in flight.
+                        next_start = tokio::time::Instant::now();
+                    }
+                    continue;
+                }
                 () = tokio::time::sleep_until(next_start), if in_flight.is_none() => {
                     if finished.len() < tasks && !failed {
-                        in_flight = Some(InFlight::new(next_id));
+                        let mut flight = InFlight::new(next_id);
+                        if !requested.is_empty() {
+                            flight.savepoint = std::mem::take(&mut requested);
+                        }
+                        in_flight = Some(flight);
                         // Source tasks see it between two batches.
                         triggers.send_replace(next_id);
                         next_id += 1;
@@ -303,7 +362,21 @@ impl Coordinator {
                     // A checkpoint must not complete without the failed
                     // task's state.
                     failed = true;
-                    in_flight = None;
+                    if let Some(flight) = in_flight.take() {
+                        for request in flight.savepoint {
+                            let _ = request.send(Err(EngineError::Cancelled));
+                        }
+                    }
+                }
+                Some(Report::Committed {
+                    checkpoint_id,
+                    task,
+                }) => {
+                    if let Some((stats, waiting, _)) = committing.as_mut()
+                        && checkpoint_id >= stats.id
+                    {
+                        waiting.remove(&task);
+                    }
                 }
                 Some(Report::Snapshot {
                     checkpoint_id,
@@ -321,14 +394,38 @@ impl Coordinator {
             let done = in_flight.as_ref().is_some_and(|f| {
                 (0..tasks).all(|t| f.reported.contains(&t) || finished.contains(&t))
             });
-            if done && let Some(flight) = in_flight.take() {
+            if done && let Some(mut flight) = in_flight.take() {
+                let requests = std::mem::take(&mut flight.savepoint);
                 let stats = flight
-                    .write(settings.backend.as_ref(), &job, &fingerprint)
+                    .write(
+                        settings.backend.as_ref(),
+                        &job,
+                        &fingerprint,
+                        !requests.is_empty(),
+                    )
                     .await?;
                 settings.backend.retain(settings.num_retained).await?;
                 completed.send_replace(stats.id);
-                log.push(stats);
-                next_start = tokio::time::Instant::now() + settings.interval;
+                log.push(stats.clone());
+                if !requests.is_empty() {
+                    let waiting = sinks.difference(&finished).copied().collect();
+                    committing = Some((stats, waiting, requests));
+                }
+                next_start = if requested.is_empty() {
+                    tokio::time::Instant::now() + settings.interval
+                } else {
+                    tokio::time::Instant::now()
+                };
+            }
+            // A savepoint is done once every open sink committed it.
+            if committing
+                .as_ref()
+                .is_some_and(|(_, waiting, _)| waiting.iter().all(|t| finished.contains(t)))
+                && let Some((stats, _, requests)) = committing.take()
+            {
+                for request in requests {
+                    let _ = request.send(Ok(stats.clone()));
+                }
             }
         }
     }
@@ -341,6 +438,8 @@ struct InFlight {
     reported: HashSet<usize>,
     alignment: Duration,
     states: Vec<(String, usize, OperatorState)>,
+    /// Who asked for this checkpoint as a savepoint.
+    savepoint: Vec<SavepointRequest>,
 }
 
 impl InFlight {
@@ -351,6 +450,7 @@ impl InFlight {
             reported: HashSet::new(),
             alignment: Duration::ZERO,
             states: Vec::new(),
+            savepoint: Vec::new(),
         }
     }
 
@@ -360,6 +460,7 @@ impl InFlight {
         backend: &dyn StateBackend,
         job: &str,
         fingerprint: &str,
+        savepoint: bool,
     ) -> Result<CheckpointStats> {
         let mut entries = Vec::with_capacity(self.states.len());
         for (operator_id, instance, state) in self.states {
@@ -379,7 +480,7 @@ impl InFlight {
             checkpoint_id: self.id,
             job: job.to_string(),
             fingerprint: fingerprint.to_string(),
-            savepoint: false,
+            savepoint,
             completed_at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),

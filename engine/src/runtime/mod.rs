@@ -27,6 +27,7 @@ use crate::metrics::{JobMetrics, NodeMetrics, RowSummary};
 use crate::source::{SourceContext, Split};
 use checkpointing::{
     CheckpointLog, CheckpointSettings, CheckpointStats, Coordinator, RestoredCheckpoint,
+    SavepointRequest,
 };
 use exchange::{Envelope, OutputEdge, Routing};
 use restart::{RestartEvent, RestartStrategy};
@@ -92,6 +93,36 @@ pub struct JobHandle {
     tasks: Vec<(String, JoinHandle<Result<()>>)>,
     checkpoints: Option<Arc<CheckpointLog>>,
     restart: Option<RestartPlan>,
+    savepoints: Option<mpsc::UnboundedSender<SavepointRequest>>,
+}
+
+/// Stops or savepoints a running job from elsewhere (e.g. a signal handler)
+/// while another task waits for it.
+#[derive(Clone)]
+pub struct JobController {
+    aborts: Vec<tokio::task::AbortHandle>,
+    savepoints: Option<mpsc::UnboundedSender<SavepointRequest>>,
+}
+
+impl JobController {
+    /// Stops every task of the job (its first attempt's, with restarts).
+    pub fn cancel(&self) {
+        self.aborts.iter().for_each(|a| a.abort());
+    }
+
+    /// Takes a savepoint: a checkpoint marked as such, started at once (or
+    /// right after the one in flight), returned once it completed and every
+    /// sink made its output visible.
+    pub async fn savepoint(&self) -> Result<CheckpointStats> {
+        let Some(savepoints) = &self.savepoints else {
+            return Err(EngineError::Config(
+                "the job runs without checkpoints: set 'execution.checkpointing.interval'".into(),
+            ));
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        savepoints.send(tx).map_err(|_| EngineError::Cancelled)?;
+        rx.await.map_err(|_| EngineError::Cancelled)?
+    }
 }
 
 /// What a finished job reports.
@@ -132,6 +163,14 @@ impl JobHandle {
             .unwrap_or_default()
     }
 
+    /// A controller to cancel or savepoint the job while it is being waited for.
+    pub fn controller(&self) -> JobController {
+        JobController {
+            aborts: self.tasks.iter().map(|(_, t)| t.abort_handle()).collect(),
+            savepoints: self.savepoints.clone(),
+        }
+    }
+
     /// Stops every task of the job.
     pub fn cancel(&self) {
         for (_, task) in &self.tasks {
@@ -150,6 +189,7 @@ impl JobHandle {
             tasks,
             checkpoints,
             restart,
+            savepoints: _,
         } = self;
         let mut attempt = (tasks, metrics, checkpoints);
         let mut earlier: Vec<CheckpointStats> = Vec::new();
@@ -403,7 +443,10 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
                 .iter()
                 .map(|&n| graph.nodes[n].operator_id())
                 .collect();
-            let checkpointing = coordinator.as_mut().map(|c| c.task(instance, operator_ids));
+            let is_sink = matches!(head.kind, NodeKind::Sink(_));
+            let checkpointing = coordinator
+                .as_mut()
+                .map(|c| c.task(instance, operator_ids, is_sink));
             let handle = match &head.kind {
                 NodeKind::Source(factory) => {
                     let mut source = factory.create(split)?;
@@ -474,6 +517,7 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
     // Only tasks hold senders now: a channel closes when its upstream tasks stop.
     drop(senders);
     let checkpoints = coordinator.as_ref().map(Coordinator::log);
+    let savepoints = coordinator.as_ref().map(Coordinator::savepoints);
     if let Some(coordinator) = coordinator {
         let name = "Checkpoint coordinator".to_string();
         tasks.push((
@@ -494,6 +538,7 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
         tasks,
         checkpoints,
         restart,
+        savepoints,
     })
 }
 

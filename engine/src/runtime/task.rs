@@ -517,6 +517,9 @@ pub async fn run_sink_task(
                     // A completed checkpoint: make what it covers visible.
                     id = completed_checkpoint(checkpointing.as_mut()) => {
                         sink.commit_checkpoint(id).await.map_err(|e| e.in_node(&name))?;
+                        if let Some(cp) = &checkpointing {
+                            cp.committed(id);
+                        }
                         continue;
                     }
                     envelope = inbox.recv() => match envelope {
