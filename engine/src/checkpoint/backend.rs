@@ -280,6 +280,7 @@ mod tests {
             fingerprint: "f".into(),
             savepoint: false,
             completed_at_ms: 0,
+            parallelism: Default::default(),
             entries: entries
                 .iter()
                 .map(|(object, bytes)| StateEntry {

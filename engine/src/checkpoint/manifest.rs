@@ -33,6 +33,9 @@ pub struct CheckpointManifest {
     pub completed_at_ms: i64,
     /// The state objects, one per operator instance that has state.
     pub entries: Vec<StateEntry>,
+    /// Parallel instances of every node, by operator id.
+    #[serde(default)]
+    pub parallelism: std::collections::BTreeMap<String, usize>,
 }
 
 impl CheckpointManifest {

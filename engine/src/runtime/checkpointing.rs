@@ -227,6 +227,7 @@ pub struct Coordinator {
     settings: CheckpointSettings,
     job: String,
     fingerprint: String,
+    parallelism: std::collections::BTreeMap<String, usize>,
     reports_tx: mpsc::UnboundedSender<Report>,
     reports: mpsc::UnboundedReceiver<Report>,
     triggers: watch::Sender<u64>,
@@ -239,8 +240,14 @@ pub struct Coordinator {
 }
 
 impl Coordinator {
-    /// A coordinator for job `job` whose graph has fingerprint `fingerprint`.
-    pub fn new(settings: CheckpointSettings, job: String, fingerprint: String) -> Self {
+    /// A coordinator for job `job` whose graph has fingerprint `fingerprint`
+    /// and runs `parallelism` instances of each operator (by id).
+    pub fn new(
+        settings: CheckpointSettings,
+        job: String,
+        fingerprint: String,
+        parallelism: std::collections::BTreeMap<String, usize>,
+    ) -> Self {
         let (reports_tx, reports) = mpsc::unbounded_channel();
         let (savepoints_tx, savepoints) = mpsc::unbounded_channel();
         let first = settings
@@ -251,6 +258,7 @@ impl Coordinator {
             settings,
             job,
             fingerprint,
+            parallelism,
             reports_tx,
             reports,
             triggers: watch::channel(first).0,
@@ -304,6 +312,7 @@ impl Coordinator {
             settings,
             job,
             fingerprint,
+            parallelism,
             reports_tx,
             mut reports,
             triggers,
@@ -401,6 +410,7 @@ impl Coordinator {
                         settings.backend.as_ref(),
                         &job,
                         &fingerprint,
+                        &parallelism,
                         !requests.is_empty(),
                     )
                     .await?;
@@ -460,6 +470,7 @@ impl InFlight {
         backend: &dyn StateBackend,
         job: &str,
         fingerprint: &str,
+        parallelism: &std::collections::BTreeMap<String, usize>,
         savepoint: bool,
     ) -> Result<CheckpointStats> {
         let mut entries = Vec::with_capacity(self.states.len());
@@ -481,6 +492,7 @@ impl InFlight {
             job: job.to_string(),
             fingerprint: fingerprint.to_string(),
             savepoint,
+            parallelism: parallelism.clone(),
             completed_at_ms: SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
