@@ -26,7 +26,8 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use crate::error::{EngineError, Result};
+use crate::checkpoint::{OperatorState, malformed_state};
+use crate::error::Result;
 
 /// One aggregate call: the function and its optional `FILTER (WHERE ...)`.
 #[derive(Debug, Clone)]
@@ -333,7 +334,7 @@ impl StateBatch {
     /// an empty batch) and the state.
     pub fn from_record_batch(batch: &RecordBatch) -> Result<(i64, StateBatch)> {
         let schema = batch.schema();
-        let bad = |what: &str| EngineError::Config(format!("checkpoint state: {what}"));
+        let bad = malformed_state;
         let tag = batch
             .column_by_name("tag")
             .and_then(|c| c.as_primitive_opt::<Int64Type>())
@@ -363,6 +364,107 @@ impl StateBatch {
                 num_groups: batch.num_rows(),
             },
         ))
+    }
+
+    /// Every non-empty state of a checkpoint made of
+    /// [`StateBatch::to_record_batch`] batches (one per window or slice), with
+    /// its tag, checked against what `spec` aggregates.
+    pub fn read_tagged(
+        state: &OperatorState,
+        spec: &AggregateSpec,
+    ) -> Result<Vec<(i64, StateBatch)>> {
+        state
+            .batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|batch| {
+                let (tag, state) = StateBatch::from_record_batch(batch)?;
+                state.check(spec)?;
+                Ok((tag, state))
+            })
+            .collect()
+    }
+
+    /// Fails, naming the column, unless the state has the key columns and
+    /// accumulator states of `spec` (accumulators may panic on other arrays).
+    pub fn check(&self, spec: &AggregateSpec) -> Result<()> {
+        let keys = spec.group_schema.fields();
+        if self.keys.len() != keys.len() {
+            return Err(malformed_state(&format!(
+                "{} key columns where the aggregate groups by {}",
+                self.keys.len(),
+                keys.len()
+            )));
+        }
+        for (i, (key, field)) in self.keys.iter().zip(keys).enumerate() {
+            if !same_layout(key.data_type(), field.data_type()) {
+                return Err(malformed_state(&format!(
+                    "key column k{i} is {}, expected {}",
+                    key.data_type(),
+                    field.data_type()
+                )));
+            }
+        }
+        if self.states.len() != spec.calls.len() {
+            return Err(malformed_state(&format!(
+                "states of {} aggregates where the query has {}",
+                self.states.len(),
+                spec.calls.len()
+            )));
+        }
+        for (a, (state, call)) in self.states.iter().zip(&spec.calls).enumerate() {
+            let fields = call.function.state_fields()?;
+            if state.len() != fields.len() {
+                return Err(malformed_state(&format!(
+                    "{} state columns for aggregate {a} ({}) where it keeps {}",
+                    state.len(),
+                    call.function.name(),
+                    fields.len()
+                )));
+            }
+            for (j, (column, field)) in state.iter().zip(&fields).enumerate() {
+                if !same_layout(column.data_type(), field.data_type()) {
+                    return Err(malformed_state(&format!(
+                        "state column s{a}_{j} is {}, expected {}",
+                        column.data_type(),
+                        field.data_type()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A checkpoint state of tagged states (see [`StateBatch::to_record_batch`];
+    /// empty ones are left out) and the operator's watermark.
+    pub fn write_tagged<'a>(
+        states: impl IntoIterator<Item = (i64, &'a StateBatch)>,
+        watermark: crate::time::Timestamp,
+    ) -> Result<OperatorState> {
+        let batches = states
+            .into_iter()
+            .filter(|(_, s)| s.num_groups() > 0)
+            .map(|(tag, s)| s.to_record_batch(tag))
+            .collect::<Result<Vec<_>>>()?;
+        OperatorState::tagged_batches(batches)?.with_watermark(watermark)
+    }
+}
+
+/// True when arrays of types `a` and `b` are read alike: equal types, where
+/// nested fields may differ in name and nullability.
+fn same_layout(a: &DataType, b: &DataType) -> bool {
+    match (a, b) {
+        (DataType::List(x), DataType::List(y))
+        | (DataType::LargeList(x), DataType::LargeList(y)) => {
+            same_layout(x.data_type(), y.data_type())
+        }
+        (DataType::Struct(x), DataType::Struct(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|(x, y)| same_layout(x.data_type(), y.data_type()))
+        }
+        _ => a.equals_datatype(b),
     }
 }
 
