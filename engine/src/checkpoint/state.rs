@@ -66,7 +66,10 @@ impl OperatorState {
         self.batches = self
             .batches
             .into_iter()
-            .map(|b| b.with_schema(schema.clone()))
+            .map(|b| {
+                let options = RecordBatchOptions::new().with_row_count(Some(b.num_rows()));
+                RecordBatch::try_new_with_options(schema.clone(), b.columns().to_vec(), &options)
+            })
             .collect::<std::result::Result<_, _>>()?;
         self.schema = schema;
         Ok(self)
