@@ -199,6 +199,31 @@ async fn a_restored_updating_aggregate_ends_at_the_uninterrupted_table() {
     assert_restore_replays(out, query, Output::Changelog).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_session_aggregate_commits_the_uninterrupted_rows() {
+    let query = "INSERT INTO out
+        SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
+        FROM TABLE(SESSION(TABLE payments PARTITION BY card_id, DESCRIPTOR(event_time), INTERVAL '8' SECOND))
+        GROUP BY window_start, window_end, card_id";
+    assert_restore_replays(WINDOW_OUT, query, Output::Rows).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_window_top_n_commits_the_uninterrupted_rows() {
+    let out = "window_start TIMESTAMP(3), window_end TIMESTAMP(3), card_id BIGINT, \
+        total DECIMAL(38, 2), rownum BIGINT";
+    let query = "INSERT INTO out
+        SELECT * FROM (
+          SELECT window_start, window_end, card_id, total,
+                 ROW_NUMBER() OVER (PARTITION BY window_start, window_end
+                                    ORDER BY total DESC, card_id ASC) AS rownum
+          FROM (SELECT window_start, window_end, card_id, SUM(amount) AS total
+                FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '10' SECONDS))
+                GROUP BY window_start, window_end, card_id) AS agg
+        ) AS ranked WHERE rownum <= 10";
+    assert_restore_replays(out, query, Output::Rows).await;
+}
+
 #[tokio::test]
 async fn restoring_into_a_changed_query_is_refused_naming_what_changed() {
     let dir = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatchOptions, UInt32Array,
 };
 use datafusion::arrow::compute::{cast, filter, take};
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -300,14 +300,26 @@ impl StateBatch {
 }
 
 impl StateBatch {
-    /// The state as one record batch for a checkpoint: an Int64 column `tag`
-    /// (what the caller keys the state by, e.g. a window end) holding `tag` on
-    /// every row, the key columns `k<i>` and the state columns `s<a>_<j>` (state
-    /// column `j` of aggregate `a`).
-    pub fn to_record_batch(&self, tag: i64) -> Result<RecordBatch> {
-        let mut fields = vec![Field::new("tag", DataType::Int64, false)];
-        let mut columns: Vec<ArrayRef> =
-            vec![Arc::new(Int64Array::from(vec![tag; self.num_groups]))];
+    /// A state of `num_groups` groups: the key columns and, per aggregate call,
+    /// the accumulator's state columns (`GroupsAccumulator::state`).
+    pub fn new(keys: Vec<ArrayRef>, states: Vec<Vec<ArrayRef>>, num_groups: usize) -> Self {
+        StateBatch {
+            keys,
+            states,
+            num_groups,
+        }
+    }
+
+    /// The key columns and the state columns per aggregate call.
+    pub fn into_parts(self) -> (Vec<ArrayRef>, Vec<Vec<ArrayRef>>) {
+        (self.keys, self.states)
+    }
+
+    /// The state's columns in a checkpoint: the key columns `k<i>` and the
+    /// state columns `s<a>_<j>` (state column `j` of aggregate `a`).
+    pub fn columns(&self) -> (Vec<Field>, Vec<ArrayRef>) {
+        let mut fields = Vec::new();
+        let mut columns = Vec::new();
         for (i, key) in self.keys.iter().enumerate() {
             fields.push(Field::new(format!("k{i}"), key.data_type().clone(), true));
             columns.push(Arc::clone(key));
@@ -322,6 +334,51 @@ impl StateBatch {
                 columns.push(Arc::clone(column));
             }
         }
+        (fields, columns)
+    }
+
+    /// Reads back the columns [`StateBatch::columns`] wrote, of `num_groups`
+    /// rows.
+    pub fn from_columns(
+        fields: &[FieldRef],
+        columns: &[ArrayRef],
+        num_groups: usize,
+    ) -> Result<StateBatch> {
+        let mut keys = Vec::new();
+        let mut states: Vec<Vec<ArrayRef>> = Vec::new();
+        for (field, column) in fields.iter().zip(columns) {
+            let name = field.name();
+            if name.starts_with('k') {
+                keys.push(Arc::clone(column));
+            } else if let Some((a, _)) = name.strip_prefix('s').and_then(|n| n.split_once('_')) {
+                let a: usize = a
+                    .parse()
+                    .map_err(|_| malformed_state(&format!("column '{name}'")))?;
+                if states.len() <= a {
+                    states.resize_with(a + 1, Vec::new);
+                }
+                states[a].push(Arc::clone(column));
+            } else {
+                return Err(malformed_state(&format!("unexpected column '{name}'")));
+            }
+        }
+        Ok(StateBatch {
+            keys,
+            states,
+            num_groups,
+        })
+    }
+
+    /// The state as one record batch for a checkpoint: an Int64 column `tag`
+    /// (what the caller keys the state by, e.g. a window end) holding `tag` on
+    /// every row, then the [`StateBatch::columns`].
+    pub fn to_record_batch(&self, tag: i64) -> Result<RecordBatch> {
+        let (state_fields, state_columns) = self.columns();
+        let mut fields = vec![Field::new("tag", DataType::Int64, false)];
+        fields.extend(state_fields);
+        let mut columns: Vec<ArrayRef> =
+            vec![Arc::new(Int64Array::from(vec![tag; self.num_groups]))];
+        columns.extend(state_columns);
         let options = RecordBatchOptions::new().with_row_count(Some(self.num_groups));
         Ok(RecordBatch::try_new_with_options(
             Arc::new(Schema::new(fields)),
@@ -334,36 +391,17 @@ impl StateBatch {
     /// an empty batch) and the state.
     pub fn from_record_batch(batch: &RecordBatch) -> Result<(i64, StateBatch)> {
         let schema = batch.schema();
-        let bad = malformed_state;
         let tag = batch
             .column_by_name("tag")
             .and_then(|c| c.as_primitive_opt::<Int64Type>())
-            .ok_or_else(|| bad("no Int64 'tag' column"))?;
+            .ok_or_else(|| malformed_state("no Int64 'tag' column"))?;
         let tag = if tag.is_empty() { 0 } else { tag.value(0) };
-        let mut keys = Vec::new();
-        let mut states: Vec<Vec<ArrayRef>> = Vec::new();
-        for (field, column) in schema.fields().iter().zip(batch.columns()).skip(1) {
-            let name = field.name();
-            if name.starts_with('k') {
-                keys.push(Arc::clone(column));
-            } else if let Some((a, _)) = name.strip_prefix('s').and_then(|n| n.split_once('_')) {
-                let a: usize = a.parse().map_err(|_| bad(&format!("column '{name}'")))?;
-                if states.len() <= a {
-                    states.resize_with(a + 1, Vec::new);
-                }
-                states[a].push(Arc::clone(column));
-            } else {
-                return Err(bad(&format!("unexpected column '{name}'")));
-            }
-        }
-        Ok((
-            tag,
-            StateBatch {
-                keys,
-                states,
-                num_groups: batch.num_rows(),
-            },
-        ))
+        let state = StateBatch::from_columns(
+            schema.fields().get(1..).unwrap_or_default(),
+            batch.columns().get(1..).unwrap_or_default(),
+            batch.num_rows(),
+        )?;
+        Ok((tag, state))
     }
 
     /// Every non-empty state of a checkpoint made of
