@@ -426,7 +426,14 @@ fn check_restoring(
     let ctx = format!("{case:?} seed={seed}");
     let expected = oracle(case, &events);
     let restore_at = restore_at.map(|at| at.min(events.len().saturating_sub(1)));
-    let got = run(&join(case), &events, rebuild_min_rows, restore_at, &left, &right);
+    let got = run(
+        &join(case),
+        &events,
+        rebuild_min_rows,
+        restore_at,
+        &left,
+        &right,
+    );
     if got.rows != expected.rows {
         let missing: Vec<_> = expected
             .rows
@@ -548,8 +555,12 @@ fn malformed_join_state_is_an_error() {
     let metrics = NodeMetrics::default();
     let mut messages = Vec::new();
     let mut out = Output::new(&mut messages, &metrics);
-    op.on_input_batch(0, batch(&schema("l"), &[row(1, 100, 7), row(2, 105, 8)]), &mut out)
-        .unwrap();
+    op.on_input_batch(
+        0,
+        batch(&schema("l"), &[row(1, 100, 7), row(2, 105, 8)]),
+        &mut out,
+    )
+    .unwrap();
     op.on_input_batch(1, batch(&schema("r"), &[row(3, 103, 7)]), &mut out)
         .unwrap();
     let state = op.snapshot().unwrap().unwrap();
@@ -579,7 +590,9 @@ fn malformed_join_state_is_an_error() {
     let mut columns = batch0.columns().to_vec();
     columns[matched] = Arc::new(datafusion::arrow::array::BooleanArray::from(vec![
         None;
-        batch0.num_rows()
+        batch0
+            .num_rows(
+            )
     ]));
     let broken = crate::checkpoint::OperatorState {
         schema: state.schema.clone(),

@@ -1053,7 +1053,9 @@ impl Operator for SessionWindowAggregateOperator {
         ];
         fields.extend(state_fields);
         let mut columns: Vec<ArrayRef> = vec![
-            Arc::new(Int64Array::from_iter_values(sessions.iter().map(|s| s.start))),
+            Arc::new(Int64Array::from_iter_values(
+                sessions.iter().map(|s| s.start),
+            )),
             Arc::new(Int64Array::from_iter_values(sessions.iter().map(|s| s.end))),
         ];
         columns.extend(state_columns);
@@ -1062,7 +1064,11 @@ impl Operator for SessionWindowAggregateOperator {
         let batches = if rows == 0 {
             Vec::new()
         } else {
-            vec![RecordBatch::try_new_with_options(schema.clone(), columns, &options)?]
+            vec![RecordBatch::try_new_with_options(
+                schema.clone(),
+                columns,
+                &options,
+            )?]
         };
         OperatorState { schema, batches }
             .with_watermark(self.watermark)

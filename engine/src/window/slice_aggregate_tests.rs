@@ -131,11 +131,13 @@ fn run_restoring(
         let mut messages = Vec::new();
         if let Some(wm) = wm {
             epoch += 1;
-            running.on_watermark(*wm, &mut Output::new(&mut messages, &metrics))
+            running
+                .on_watermark(*wm, &mut Output::new(&mut messages, &metrics))
                 .unwrap();
             assert!(matches!(messages.last(), Some(Message::Watermark(w)) if w == wm));
         }
-        running.on_batch(batch(rows), &mut Output::new(&mut messages, &metrics))
+        running
+            .on_batch(batch(rows), &mut Output::new(&mut messages, &metrics))
             .unwrap();
         if restored.is_some() {
             // The instance that took the snapshot goes on as the restored one.
@@ -639,17 +641,36 @@ fn malformed_slice_state_is_an_error() {
 
     // Without its watermark.
     let unmarked = OperatorState {
-        schema: Arc::new(state.schema.as_ref().clone().with_metadata(Default::default())),
+        schema: Arc::new(
+            state
+                .schema
+                .as_ref()
+                .clone()
+                .with_metadata(Default::default()),
+        ),
         batches: state
             .batches
             .iter()
-            .map(|b| RecordBatch::try_new(
-                Arc::new(state.schema.as_ref().clone().with_metadata(Default::default())),
-                b.columns().to_vec(),
-            ).unwrap())
+            .map(|b| {
+                RecordBatch::try_new(
+                    Arc::new(
+                        state
+                            .schema
+                            .as_ref()
+                            .clone()
+                            .with_metadata(Default::default()),
+                    ),
+                    b.columns().to_vec(),
+                )
+                .unwrap()
+            })
             .collect(),
     };
-    let err = factory.instance().restore(unmarked).unwrap_err().to_string();
+    let err = factory
+        .instance()
+        .restore(unmarked)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("watermark"), "{err}");
 
     // Missing a state column of an aggregate.

@@ -388,8 +388,9 @@ impl Operator for WindowTopNOperator {
         check_schema(&state.schema, &self.spec.input_schema)?;
         self.watermark = self.watermark.max(state.watermark()?);
         for batch in state.batches {
-            let batch = RecordBatch::try_new(self.spec.input_schema.clone(), batch.columns().to_vec())
-                .map_err(|e| malformed_state(&format!("window Top-N rows: {e}")))?;
+            let batch =
+                RecordBatch::try_new(self.spec.input_schema.clone(), batch.columns().to_vec())
+                    .map_err(|e| malformed_state(&format!("window Top-N rows: {e}")))?;
             for (end, part) in self.split_by_window(batch)? {
                 if part.num_rows() > 0 {
                     self.windows.entry(end).or_default().push(part);

@@ -360,7 +360,11 @@ fn a_restored_snapshot_keeps_how_long_groups_were_idle() {
     };
     let before = Arc::new(AtomicI64::new(0));
     let factory = UpdatingAggregate::new(spec(true, calls), &s, Some(100)).unwrap();
-    let mut op = factory.clone().with_clock(clock(&before)).create_operator().unwrap();
+    let mut op = factory
+        .clone()
+        .with_clock(clock(&before))
+        .create_operator()
+        .unwrap();
     let metrics = NodeMetrics::default();
     let row = |key| Row {
         key: Some(key),
@@ -400,7 +404,11 @@ fn malformed_updating_state_is_an_error() {
     let row = |key, v| Row { key, v, d: Some(5) };
     run_batch(
         &mut op,
-        &[row(Some("a"), Some(1)), row(Some("b"), Some(2)), row(None, None)],
+        &[
+            row(Some("a"), Some(1)),
+            row(Some("b"), Some(2)),
+            row(None, None),
+        ],
         &metrics,
     );
     let state = op.snapshot().unwrap().unwrap();
@@ -408,7 +416,10 @@ fn malformed_updating_state_is_an_error() {
 
     // Into an aggregate of other calls.
     let other = UpdatingAggregate::new(
-        spec(true, vec![call(count_udaf(), lit(1i64), "cnt", false, None)]),
+        spec(
+            true,
+            vec![call(count_udaf(), lit(1i64), "cnt", false, None)],
+        ),
         &s,
         None,
     )
@@ -439,7 +450,12 @@ fn malformed_updating_state_is_an_error() {
     let position = batch.schema().index_of("count_0").unwrap();
     let mut columns = batch.columns().to_vec();
     columns[position] = Arc::new(Int64Array::from(vec![None; batch.num_rows()]));
-    let mut fields: Vec<Field> = state.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = state
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     fields[position] = fields[position].clone().with_nullable(true);
     let schema = Arc::new(Schema::new(fields));
     let nulls = crate::checkpoint::OperatorState {
