@@ -39,10 +39,18 @@ fn tables_ddl(rows_per_second: Option<u64>, out: &str) -> String {
 const WINDOW_OUT: &str = "window_start TIMESTAMP(3), window_end TIMESTAMP(3), card_id BIGINT, \
     txns BIGINT, total DECIMAL(38, 2), max_amount DECIMAL(18, 2)";
 
-const QUERY: &str = "INSERT INTO out
-    SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
-    FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
-    GROUP BY window_start, window_end, card_id";
+/// Per card and window of `window` (a window TVF over `payments`): the
+/// count, sum and maximum of the amounts, into `out` with [`WINDOW_OUT`].
+fn window_query(window: &str) -> String {
+    format!(
+        "INSERT INTO out
+         SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
+         FROM TABLE({window}) GROUP BY window_start, window_end, card_id"
+    )
+}
+
+/// The TUMBLE window of the first checkpoint tests.
+const TUMBLE: &str = "TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES)";
 
 async fn context(
     sink: &CollectSinkFactory,
@@ -159,25 +167,23 @@ async fn assert_restore_replays(out: &str, query: &str, output: Output) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_restored_from_its_latest_checkpoint_commits_the_uninterrupted_rows() {
-    assert_restore_replays(WINDOW_OUT, QUERY, Output::Rows).await;
+    assert_restore_replays(WINDOW_OUT, &window_query(TUMBLE), Output::Rows).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_hop_aggregate_commits_the_uninterrupted_rows() {
-    let query = "INSERT INTO out
-        SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
-        FROM TABLE(HOP(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES, INTERVAL '5' MINUTES))
-        GROUP BY window_start, window_end, card_id";
-    assert_restore_replays(WINDOW_OUT, query, Output::Rows).await;
+    let query = window_query(
+        "HOP(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES, INTERVAL '5' MINUTES)",
+    );
+    assert_restore_replays(WINDOW_OUT, &query, Output::Rows).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_cumulate_aggregate_commits_the_uninterrupted_rows() {
-    let query = "INSERT INTO out
-        SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
-        FROM TABLE(CUMULATE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES, INTERVAL '5' MINUTES))
-        GROUP BY window_start, window_end, card_id";
-    assert_restore_replays(WINDOW_OUT, query, Output::Rows).await;
+    let query = window_query(
+        "CUMULATE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES, INTERVAL '5' MINUTES)",
+    );
+    assert_restore_replays(WINDOW_OUT, &query, Output::Rows).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -201,11 +207,10 @@ async fn a_restored_updating_aggregate_ends_at_the_uninterrupted_table() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_session_aggregate_commits_the_uninterrupted_rows() {
-    let query = "INSERT INTO out
-        SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
-        FROM TABLE(SESSION(TABLE payments PARTITION BY card_id, DESCRIPTOR(event_time), INTERVAL '8' SECOND))
-        GROUP BY window_start, window_end, card_id";
-    assert_restore_replays(WINDOW_OUT, query, Output::Rows).await;
+    let query = window_query(
+        "SESSION(TABLE payments PARTITION BY card_id, DESCRIPTOR(event_time), INTERVAL '8' SECOND)",
+    );
+    assert_restore_replays(WINDOW_OUT, &query, Output::Rows).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -229,13 +234,14 @@ async fn restoring_into_a_changed_query_is_refused_naming_what_changed() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path().display().to_string();
     let sink = CollectSinkFactory::new();
+    let query = window_query(TUMBLE);
     let ctx = context(&sink, WINDOW_OUT, Some(200_000), Some(&dir)).await;
-    let result = ctx.sql(QUERY).await.unwrap().run().await.unwrap();
+    let result = ctx.sql(&query).await.unwrap().run().await.unwrap();
     assert!(!result.checkpoints.is_empty(), "the run took checkpoints");
 
     let ctx = context(&sink, WINDOW_OUT, Some(200_000), Some(&dir)).await;
     ctx.restore_latest().await.unwrap();
-    let changed = QUERY.replace("INTERVAL '1' MINUTES", "INTERVAL '2' MINUTES");
+    let changed = query.replace("INTERVAL '1' MINUTES", "INTERVAL '2' MINUTES");
     let err = ctx
         .sql(&changed)
         .await

@@ -334,6 +334,15 @@ fn oracle(case: &Case, events: &[Event]) -> Expected {
     Expected { rows, late, state }
 }
 
+/// Small sides, a few keys, small batches: every case quickly.
+const SMALL: Gen = Gen {
+    rows_per_side: 120,
+    disorder: 14,
+    bound: 10,
+    keys: 4,
+    max_batch: 7,
+};
+
 struct Gen {
     rows_per_side: usize,
     /// Rows are at most this far out of time order.
@@ -476,13 +485,7 @@ const KINDS: [JoinKind; 4] = [
 
 #[test]
 fn matches_the_oracle_on_random_out_of_order_input() {
-    let g = Gen {
-        rows_per_side: 120,
-        disorder: 14,
-        bound: 10,
-        keys: 4,
-        max_batch: 7,
-    };
+    let g = SMALL;
     let bounds = [(-5, 15), (-20, -3), (2, 10), (0, 0), (-7, 7)];
     let mut seed = 0;
     for kind in KINDS {
@@ -507,13 +510,7 @@ fn matches_the_oracle_on_random_out_of_order_input() {
 
 #[test]
 fn a_restored_snapshot_gives_the_uninterrupted_rows() {
-    let g = Gen {
-        rows_per_side: 120,
-        disorder: 14,
-        bound: 10,
-        keys: 4,
-        max_batch: 7,
-    };
+    let g = SMALL;
     let mut seed = 500;
     for kind in KINDS {
         for (lower, upper) in [(-5, 15), (0, 10)] {
@@ -576,49 +573,29 @@ fn malformed_join_state_is_an_error() {
         None,
     )
     .unwrap();
-    let err = other
-        .operator()
-        .unwrap()
-        .restore(state.clone())
-        .unwrap_err()
-        .to_string();
+    let mut fresh = other.operator().unwrap();
+    let err = fresh.restore(state.clone()).unwrap_err().to_string();
     assert!(err.contains("expected 'right.x_ts'"), "{err}");
 
-    // Match flags with NULLs.
+    // Column `position` of the first batch replaced: the error of a restore.
     let batch0 = &state.batches[0];
+    let restore_with = |position: usize, column: ArrayRef| {
+        let mut columns = batch0.columns().to_vec();
+        columns[position] = column;
+        let broken = crate::checkpoint::OperatorState {
+            schema: state.schema.clone(),
+            batches: vec![RecordBatch::try_new(state.schema.clone(), columns).unwrap()],
+        };
+        let mut fresh = join.operator().unwrap();
+        fresh.restore(broken).unwrap_err().to_string()
+    };
+    // Match flags with NULLs.
     let matched = batch0.schema().index_of("left.__matched").unwrap();
-    let mut columns = batch0.columns().to_vec();
-    columns[matched] = Arc::new(datafusion::arrow::array::BooleanArray::from(vec![
-        None;
-        batch0
-            .num_rows(
-            )
-    ]));
-    let broken = crate::checkpoint::OperatorState {
-        schema: state.schema.clone(),
-        batches: vec![RecordBatch::try_new(state.schema.clone(), columns).unwrap()],
-    };
-    let err = join
-        .operator()
-        .unwrap()
-        .restore(broken)
-        .unwrap_err()
-        .to_string();
+    let nulls = datafusion::arrow::array::BooleanArray::from(vec![None; batch0.num_rows()]);
+    let err = restore_with(matched, Arc::new(nulls));
     assert!(err.contains("malformed checkpoint state"), "{err}");
-
     // An unknown part number.
-    let mut columns = batch0.columns().to_vec();
-    columns[0] = Arc::new(Int64Array::from(vec![5; batch0.num_rows()]));
-    let broken = crate::checkpoint::OperatorState {
-        schema: state.schema.clone(),
-        batches: vec![RecordBatch::try_new(state.schema.clone(), columns).unwrap()],
-    };
-    let err = join
-        .operator()
-        .unwrap()
-        .restore(broken)
-        .unwrap_err()
-        .to_string();
+    let err = restore_with(0, Arc::new(Int64Array::from(vec![5; batch0.num_rows()])));
     assert!(err.contains("unknown part number 5"), "{err}");
 }
 

@@ -301,22 +301,12 @@ impl DistinctValues {
         };
         let (values, group_of): (ArrayRef, Vec<u32>) = match &self.store {
             Store::Wide(set) => {
-                let mut entries: Vec<(u32, i64)> = set
-                    .iter()
-                    .filter(|(g, e, _)| current(*g, *e))
-                    .map(|&(g, _, v)| (g, v))
-                    .collect();
-                entries.sort_unstable();
+                let entries = current_entries(set, &current);
                 let values = Int64Array::from_iter_values(entries.iter().map(|e| e.1));
                 (Arc::new(values), entries.iter().map(|e| e.0).collect())
             }
             Store::Dec(set) => {
-                let mut entries: Vec<(u32, i128)> = set
-                    .iter()
-                    .filter(|(g, e, _)| current(*g, *e))
-                    .map(|&(g, _, v)| (g, v))
-                    .collect();
-                entries.sort_unstable();
+                let entries = current_entries(set, &current);
                 let values = Decimal128Array::from_iter_values(entries.iter().map(|e| e.1))
                     .with_precision_and_scale(38, 0)?;
                 (Arc::new(values), entries.iter().map(|e| e.0).collect())
@@ -431,6 +421,21 @@ fn float_key(value: f64) -> i64 {
         value.to_bits()
     };
     i64::from_ne_bytes(bits.to_ne_bytes())
+}
+
+/// The `(group, value)` entries of `set` that `current(group, epoch)` keeps,
+/// in order.
+fn current_entries<V: Ord + Copy>(
+    set: &HashSet<Slot<V>>,
+    current: &dyn Fn(u32, u32) -> bool,
+) -> Vec<(u32, V)> {
+    let mut entries: Vec<(u32, V)> = set
+        .iter()
+        .filter(|(g, e, _)| current(*g, *e))
+        .map(|&(g, _, v)| (g, v))
+        .collect();
+    entries.sort_unstable();
+    entries
 }
 
 /// Inserts the counted rows' values into `set`, marking new ones in `fresh`.

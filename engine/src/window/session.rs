@@ -543,9 +543,20 @@ impl SessionWindowAggregateOperator {
                 concat(&pieces)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let rows = self.young.groups;
+        self.add_chunk(self.young.id, keys, states, self.young.groups);
+        self.young = Young {
+            id: self.young.id + 1,
+            accumulators: self.spec.new_accumulators()?,
+            groups: 0,
+            keys: Vec::new(),
+        };
+        Ok(())
+    }
+
+    /// Adds chunk `id` of `rows` partial states (none of them dead).
+    fn add_chunk(&mut self, id: u64, keys: Vec<ArrayRef>, states: Vec<Vec<ArrayRef>>, rows: usize) {
         self.chunks.insert(
-            self.young.id,
+            id,
             Chunk {
                 keys,
                 states,
@@ -554,13 +565,6 @@ impl SessionWindowAggregateOperator {
             },
         );
         self.chunk_rows += rows;
-        self.young = Young {
-            id: self.young.id + 1,
-            accumulators: self.spec.new_accumulators()?,
-            groups: 0,
-            keys: Vec::new(),
-        };
-        Ok(())
     }
 
     /// The chunks holding `parts` and, per part, `(position in that list, row)`.
@@ -655,6 +659,18 @@ impl SessionWindowAggregateOperator {
         Ok(accumulators)
     }
 
+    /// The partition keys of `sessions` and, per aggregate, the state columns
+    /// of each session's merged parts: one row per session, in order.
+    fn merged_states(&self, sessions: &[&[Part]]) -> Result<(Vec<ArrayRef>, Vec<Vec<ArrayRef>>)> {
+        let keys = self.gather_keys(sessions)?;
+        let states = self
+            .merge_parts(sessions)?
+            .iter_mut()
+            .map(|acc| acc.state(EmitTo::All))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok((keys, states))
+    }
+
     /// Marks the parts of fired sessions dead and drops chunks with no live row.
     fn release(&mut self, parts: impl Iterator<Item = Part>) {
         for (id, _) in parts {
@@ -745,13 +761,7 @@ impl SessionWindowAggregateOperator {
                 .iter()
                 .map(|s| s.parts.as_slice())
                 .collect::<Vec<_>>();
-            let keys = self.gather_keys(&parts)?;
-            let states = self
-                .merge_parts(&parts)?
-                .iter_mut()
-                .map(|acc| acc.state(EmitTo::All))
-                .collect::<datafusion::error::Result<Vec<_>>>()?;
-            (keys, states)
+            self.merged_states(&parts)?
         };
         // The young accumulators are empty: take their id for the new chunk.
         let id = self.young.id;
@@ -760,16 +770,7 @@ impl SessionWindowAggregateOperator {
         self.chunks.clear();
         self.chunk_rows = 0;
         if rows > 0 {
-            self.chunks.insert(
-                id,
-                Chunk {
-                    keys,
-                    states,
-                    rows,
-                    dead: 0,
-                },
-            );
-            self.chunk_rows = rows;
+            self.add_chunk(id, keys, states, rows);
         }
         for (row, session) in self.table.slots.iter_mut().flatten().enumerate() {
             session.parts = vec![(id, row as u32)];
@@ -935,16 +936,7 @@ impl SessionWindowAggregateOperator {
         }
         if rows > 0 {
             let (keys, states) = state.into_parts();
-            self.chunks.insert(
-                id,
-                Chunk {
-                    keys,
-                    states,
-                    rows,
-                    dead: 0,
-                },
-            );
-            self.chunk_rows += rows;
+            self.add_chunk(id, keys, states, rows);
         }
         Ok(())
     }
@@ -1039,12 +1031,7 @@ impl Operator for SessionWindowAggregateOperator {
         let mut sessions: Vec<&Session> = self.table.iter().collect();
         sessions.sort_unstable_by_key(|s| s.serial);
         let parts: Vec<&[Part]> = sessions.iter().map(|s| s.parts.as_slice()).collect();
-        let keys = self.gather_keys(&parts)?;
-        let states = self
-            .merge_parts(&parts)?
-            .iter_mut()
-            .map(|acc| acc.state(EmitTo::All))
-            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        let (keys, states) = self.merged_states(&parts)?;
         let rows = sessions.len();
         let (state_fields, state_columns) = StateBatch::new(keys, states, rows).columns();
         let mut fields = vec![

@@ -673,38 +673,32 @@ fn malformed_slice_state_is_an_error() {
         .to_string();
     assert!(err.contains("watermark"), "{err}");
 
+    // The error of restoring one batch (with a watermark).
+    let restore_batch = |batch: RecordBatch| {
+        let state = OperatorState {
+            schema: batch.schema(),
+            batches: vec![batch],
+        };
+        let state = state.with_watermark(0).unwrap();
+        factory.instance().restore(state).unwrap_err().to_string()
+    };
+
     // Missing a state column of an aggregate.
     let batch = &state.batches[0];
     let mut kept: Vec<usize> = (0..batch.num_columns()).collect();
     kept.pop();
-    let short = batch.project(&kept).unwrap();
-    let short = OperatorState {
-        schema: short.schema(),
-        batches: vec![short],
-    }
-    .with_watermark(0)
-    .unwrap();
-    let err = factory.instance().restore(short).unwrap_err().to_string();
+    let err = restore_batch(batch.project(&kept).unwrap());
     assert!(err.contains("malformed checkpoint state"), "{err}");
 
     // A key of another type.
     let mut columns = batch.columns().to_vec();
     columns[1] = Arc::new(Int64Array::from(vec![7; batch.num_rows()]));
-    let wrong = RecordBatch::try_from_iter(
-        batch
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .zip(columns),
-    )
-    .unwrap();
-    let wrong = OperatorState {
-        schema: wrong.schema(),
-        batches: vec![wrong],
-    }
-    .with_watermark(0)
-    .unwrap();
-    let err = factory.instance().restore(wrong).unwrap_err().to_string();
+    let names = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect::<Vec<_>>();
+    let err = restore_batch(RecordBatch::try_from_iter(names.into_iter().zip(columns)).unwrap());
     assert!(err.contains("key column k0"), "{err}");
 }
