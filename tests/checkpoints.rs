@@ -6,36 +6,55 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_same_rows, rows_as_text};
+use common::{assert_same_rows, replay_changelog, rows_as_text};
+use datafusion::arrow::array::RecordBatch;
 use watershed::StreamContext;
 use watershed::connectors::memory::CollectSinkFactory;
 
 /// Payments from the generator, paced so that a run lasts long enough for a
-/// few checkpoints.
-fn payments_ddl(rows_per_second: Option<u64>) -> String {
+/// few checkpoints, a second generated table `later` (other payments of the
+/// same cards) for joins, and the in-memory sink `out` with columns `out`.
+fn tables_ddl(rows_per_second: Option<u64>, out: &str) -> String {
     let rate = rows_per_second
         .map(|r| format!(", 'rows-per-second' = '{r}'"))
         .unwrap_or_default();
+    let table = |name: &str, seed: u64| {
+        format!(
+            "CREATE TABLE {name} (
+               txn_id BIGINT, event_time TIMESTAMP(3), card_id BIGINT, merchant_id BIGINT,
+               amount DECIMAL(18, 2),
+               WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
+             ) WITH ('connector' = 'payments', 'number-of-rows' = '60000', 'cards' = '500',
+                     'events-per-second-event-time' = '100', 'seed' = '{seed}'{rate});"
+        )
+    };
     format!(
-        "CREATE TABLE payments (
-           txn_id BIGINT, event_time TIMESTAMP(3), card_id BIGINT, amount DECIMAL(18, 2),
-           WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
-         ) WITH ('connector' = 'payments', 'number-of-rows' = '60000', 'cards' = '500', 'events-per-second-event-time' = '100',
-                 'seed' = '11'{rate});
-         CREATE TABLE out (
-           window_start TIMESTAMP(3), window_end TIMESTAMP(3), card_id BIGINT,
-           txns BIGINT, total DECIMAL(38, 2), max_amount DECIMAL(18, 2)
-         ) WITH ('connector' = 'memory');"
+        "{}\n{}\nCREATE TABLE out ({out}) WITH ('connector' = 'memory');",
+        table("payments", 11),
+        table("later", 12)
     )
 }
 
-const QUERY: &str = "INSERT INTO out
-    SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
-    FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
-    GROUP BY window_start, window_end, card_id";
+/// The columns of `out` for a window aggregate per card.
+const WINDOW_OUT: &str = "window_start TIMESTAMP(3), window_end TIMESTAMP(3), card_id BIGINT, \
+    txns BIGINT, total DECIMAL(38, 2), max_amount DECIMAL(18, 2)";
+
+/// Per card and window of `window` (a window TVF over `payments`): the
+/// count, sum and maximum of the amounts, into `out` with [`WINDOW_OUT`].
+fn window_query(window: &str) -> String {
+    format!(
+        "INSERT INTO out
+         SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
+         FROM TABLE({window}) GROUP BY window_start, window_end, card_id"
+    )
+}
+
+/// The TUMBLE window of the first checkpoint tests.
+const TUMBLE: &str = "TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES)";
 
 async fn context(
     sink: &CollectSinkFactory,
+    out: &str,
     rate: Option<u64>,
     checkpoints: Option<&str>,
 ) -> StreamContext {
@@ -52,27 +71,56 @@ async fn context(
         .await
         .unwrap();
     }
-    ctx.sql(&payments_ddl(rate)).await.unwrap();
+    ctx.sql(&tables_ddl(rate, out)).await.unwrap();
     ctx
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_restored_from_its_latest_checkpoint_commits_the_uninterrupted_rows() {
+/// Rows per second of each generated table with checkpoints: a run lasts three
+/// seconds, long enough for a few checkpoints even on a busy machine.
+const RATE: u64 = 20_000;
+
+/// How the rows a query committed are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Output {
+    /// Append-only rows, as a multiset.
+    Rows,
+    /// A changelog, by the table it ends at when replayed in order.
+    Changelog,
+}
+
+impl Output {
+    /// The rows to compare, as sorted text.
+    fn rows(self, batches: &[RecordBatch]) -> Vec<String> {
+        match self {
+            Output::Rows => rows_as_text(batches),
+            Output::Changelog => {
+                replay_changelog(batches)
+                    .unwrap_or_else(|e| panic!("replaying the changelog: {e}"))
+                    .rows
+            }
+        }
+    }
+}
+
+/// Runs `query` (into `out` with columns `out`) once without checkpoints, then
+/// with checkpoints, stopped as by a crash after three completed checkpoints
+/// and restored from the latest: the restored job must commit what the
+/// uninterrupted run did.
+async fn assert_restore_replays(out: &str, query: &str, output: Output) {
     // The expected rows: one run without checkpoints.
     let expected_sink = CollectSinkFactory::new();
-    let ctx = context(&expected_sink, None, None).await;
-    ctx.sql(QUERY).await.unwrap().run().await.unwrap();
-    let expected = rows_as_text(&expected_sink.batches());
-    assert!(expected.len() > 1000, "{} rows", expected.len());
+    let ctx = context(&expected_sink, out, None, None).await;
+    ctx.sql(query).await.unwrap().run().await.unwrap();
+    let expected = output.rows(&expected_sink.batches());
+    assert!(expected.len() > 400, "{} rows", expected.len());
 
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path().display().to_string();
     let sink = CollectSinkFactory::new();
 
     // First attempt: stopped (as by a crash) after three completed checkpoints.
-    // Paced to last about 3 s, far longer than three checkpoints take.
-    let ctx = context(&sink, Some(20_000), Some(&dir)).await;
-    let job = ctx.sql(QUERY).await.unwrap().start_with_sink(None).unwrap();
+    let ctx = context(&sink, out, Some(RATE), Some(&dir)).await;
+    let job = ctx.sql(query).await.unwrap().start_with_sink(None).unwrap();
     let waited = tokio::time::timeout(Duration::from_secs(20), async {
         while job.checkpoints().len() < 3 {
             tokio::time::sleep(Duration::from_millis(2)).await;
@@ -86,9 +134,19 @@ async fn a_job_restored_from_its_latest_checkpoint_commits_the_uninterrupted_row
     let taken = job.checkpoints();
     job.cancel();
     assert!(job.wait().await.is_err(), "the job was cancelled");
-    let committed_before = rows_as_text(&sink.batches()).len();
+    let committed_before = sink
+        .batches()
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum::<usize>();
+    let expected_rows = expected_sink
+        .batches()
+        .iter()
+        .map(RecordBatch::num_rows)
+        .sum::<usize>();
+    // (A changelog's length depends on batching.)
     assert!(
-        committed_before < expected.len(),
+        output == Output::Changelog || committed_before < expected_rows,
         "the first attempt should not have finished"
     );
     for stats in &taken {
@@ -98,16 +156,80 @@ async fn a_job_restored_from_its_latest_checkpoint_commits_the_uninterrupted_row
 
     // Second attempt: the same query (the rate is part of its source's
     // definition), restored from the latest checkpoint.
-    let ctx = context(&sink, Some(20_000), Some(&dir)).await;
+    let ctx = context(&sink, out, Some(RATE), Some(&dir)).await;
     let restored = ctx.restore_latest().await.unwrap();
     assert!(
         restored.is_some_and(|id| id >= taken.last().map_or(0, |s| s.id)),
         "{restored:?} {taken:?}"
     );
-    let result = ctx.sql(QUERY).await.unwrap().run().await.unwrap();
+    let result = ctx.sql(query).await.unwrap().run().await.unwrap();
     assert!(result.rows.written > 0);
 
-    assert_same_rows("restored run", &rows_as_text(&sink.batches()), &expected);
+    assert_same_rows("restored run", &output.rows(&sink.batches()), &expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_restored_from_its_latest_checkpoint_commits_the_uninterrupted_rows() {
+    assert_restore_replays(WINDOW_OUT, &window_query(TUMBLE), Output::Rows).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_hop_aggregate_commits_the_uninterrupted_rows() {
+    let query = window_query(
+        "HOP(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES, INTERVAL '5' MINUTES)",
+    );
+    assert_restore_replays(WINDOW_OUT, &query, Output::Rows).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_cumulate_aggregate_commits_the_uninterrupted_rows() {
+    let query = window_query(
+        "CUMULATE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES, INTERVAL '5' MINUTES)",
+    );
+    assert_restore_replays(WINDOW_OUT, &query, Output::Rows).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_left_interval_join_commits_the_uninterrupted_rows() {
+    let out = "txn_id BIGINT, card_id BIGINT, amount DECIMAL(18, 2), later_txn BIGINT, later_amount DECIMAL(18, 2)";
+    let query = "INSERT INTO out
+        SELECT a.txn_id, a.card_id, a.amount, b.txn_id, b.amount
+        FROM payments a LEFT JOIN later b
+        ON a.card_id = b.card_id
+        AND b.event_time BETWEEN a.event_time AND a.event_time + INTERVAL '10' SECOND";
+    assert_restore_replays(out, query, Output::Rows).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_updating_aggregate_ends_at_the_uninterrupted_table() {
+    let out = "card_id BIGINT, total DECIMAL(38, 2), merchants BIGINT";
+    let query = "INSERT INTO out
+        SELECT card_id, SUM(amount), COUNT(DISTINCT merchant_id) FROM payments GROUP BY card_id";
+    assert_restore_replays(out, query, Output::Changelog).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_session_aggregate_commits_the_uninterrupted_rows() {
+    let query = window_query(
+        "SESSION(TABLE payments PARTITION BY card_id, DESCRIPTOR(event_time), INTERVAL '8' SECOND)",
+    );
+    assert_restore_replays(WINDOW_OUT, &query, Output::Rows).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_window_top_n_commits_the_uninterrupted_rows() {
+    // Over the TVF's rows, so the ranking buffers rows across checkpoints
+    // (over a window aggregate it would rank each window as it fires).
+    let out = "window_start TIMESTAMP(3), window_end TIMESTAMP(3), txn_id BIGINT, \
+        amount DECIMAL(18, 2), rownum BIGINT";
+    let query = "INSERT INTO out
+        SELECT * FROM (
+          SELECT window_start, window_end, txn_id, amount,
+                 ROW_NUMBER() OVER (PARTITION BY window_start, window_end
+                                    ORDER BY amount DESC, txn_id) AS rownum
+          FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '10' SECONDS))
+        ) AS ranked WHERE rownum <= 10";
+    assert_restore_replays(out, query, Output::Rows).await;
 }
 
 #[tokio::test]
@@ -115,13 +237,14 @@ async fn restoring_into_a_changed_query_is_refused_naming_what_changed() {
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path().display().to_string();
     let sink = CollectSinkFactory::new();
-    let ctx = context(&sink, Some(200_000), Some(&dir)).await;
-    let result = ctx.sql(QUERY).await.unwrap().run().await.unwrap();
+    let query = window_query(TUMBLE);
+    let ctx = context(&sink, WINDOW_OUT, Some(200_000), Some(&dir)).await;
+    let result = ctx.sql(&query).await.unwrap().run().await.unwrap();
     assert!(!result.checkpoints.is_empty(), "the run took checkpoints");
 
-    let ctx = context(&sink, Some(200_000), Some(&dir)).await;
+    let ctx = context(&sink, WINDOW_OUT, Some(200_000), Some(&dir)).await;
     ctx.restore_latest().await.unwrap();
-    let changed = QUERY.replace("INTERVAL '1' MINUTES", "INTERVAL '2' MINUTES");
+    let changed = query.replace("INTERVAL '1' MINUTES", "INTERVAL '2' MINUTES");
     let err = ctx
         .sql(&changed)
         .await
@@ -224,7 +347,9 @@ async fn flaky_context(sink: &FlakySinkFactory, dir: &str, restarts: &str) -> St
     ))
     .await
     .unwrap();
-    ctx.sql(&payments_ddl(Some(100_000))).await.unwrap();
+    ctx.sql(&tables_ddl(Some(100_000), WINDOW_OUT))
+        .await
+        .unwrap();
     ctx
 }
 
@@ -240,8 +365,13 @@ fn flaky(failures: i64) -> FlakySinkFactory {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_job_restarts_from_its_latest_checkpoint_and_commits_each_row_once() {
     let expected_sink = CollectSinkFactory::new();
-    let ctx = context(&expected_sink, None, None).await;
-    ctx.sql(QUERY).await.unwrap().run().await.unwrap();
+    let ctx = context(&expected_sink, WINDOW_OUT, None, None).await;
+    ctx.sql(&window_query(TUMBLE))
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
     let expected = rows_as_text(&expected_sink.batches());
 
     let dir = tempfile::tempdir().unwrap();
@@ -251,7 +381,12 @@ async fn a_failing_job_restarts_from_its_latest_checkpoint_and_commits_each_row_
     let restarts = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = restarts.clone();
     ctx.on_restart(move |event| seen.lock().unwrap().push(event.clone()));
-    ctx.sql(QUERY).await.unwrap().run().await.unwrap();
+    ctx.sql(&window_query(TUMBLE))
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
 
     let restarts = restarts.lock().unwrap().clone();
     assert_eq!(restarts.len(), 2, "{restarts:?}");
@@ -274,7 +409,7 @@ async fn a_job_that_keeps_failing_gives_up_when_restarts_run_out() {
     let sink = flaky(i64::MAX);
     let ctx = flaky_context(&sink, &dir, "2").await;
     let err = ctx
-        .sql(QUERY)
+        .sql(&window_query(TUMBLE))
         .await
         .unwrap()
         .run()

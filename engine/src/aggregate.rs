@@ -18,7 +18,7 @@ use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatchOptions, UInt32Array,
 };
 use datafusion::arrow::compute::{cast, filter, take};
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_expr::aggregate::AggregateFunctionExpr;
@@ -26,7 +26,8 @@ use datafusion::physical_expr::{GroupsAccumulatorAdapter, PhysicalExpr};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use crate::error::{EngineError, Result};
+use crate::checkpoint::{OperatorState, malformed_state};
+use crate::error::Result;
 
 /// One aggregate call: the function and its optional `FILTER (WHERE ...)`.
 #[derive(Debug, Clone)]
@@ -299,14 +300,26 @@ impl StateBatch {
 }
 
 impl StateBatch {
-    /// The state as one record batch for a checkpoint: an Int64 column `tag`
-    /// (what the caller keys the state by, e.g. a window end) holding `tag` on
-    /// every row, the key columns `k<i>` and the state columns `s<a>_<j>` (state
-    /// column `j` of aggregate `a`).
-    pub fn to_record_batch(&self, tag: i64) -> Result<RecordBatch> {
-        let mut fields = vec![Field::new("tag", DataType::Int64, false)];
-        let mut columns: Vec<ArrayRef> =
-            vec![Arc::new(Int64Array::from(vec![tag; self.num_groups]))];
+    /// A state of `num_groups` groups: the key columns and, per aggregate call,
+    /// the accumulator's state columns (`GroupsAccumulator::state`).
+    pub fn new(keys: Vec<ArrayRef>, states: Vec<Vec<ArrayRef>>, num_groups: usize) -> Self {
+        StateBatch {
+            keys,
+            states,
+            num_groups,
+        }
+    }
+
+    /// The key columns and the state columns per aggregate call.
+    pub fn into_parts(self) -> (Vec<ArrayRef>, Vec<Vec<ArrayRef>>) {
+        (self.keys, self.states)
+    }
+
+    /// The state's columns in a checkpoint: the key columns `k<i>` and the
+    /// state columns `s<a>_<j>` (state column `j` of aggregate `a`).
+    pub fn columns(&self) -> (Vec<Field>, Vec<ArrayRef>) {
+        let mut fields = Vec::new();
+        let mut columns = Vec::new();
         for (i, key) in self.keys.iter().enumerate() {
             fields.push(Field::new(format!("k{i}"), key.data_type().clone(), true));
             columns.push(Arc::clone(key));
@@ -321,6 +334,51 @@ impl StateBatch {
                 columns.push(Arc::clone(column));
             }
         }
+        (fields, columns)
+    }
+
+    /// Reads back the columns [`StateBatch::columns`] wrote, of `num_groups`
+    /// rows.
+    pub fn from_columns(
+        fields: &[FieldRef],
+        columns: &[ArrayRef],
+        num_groups: usize,
+    ) -> Result<StateBatch> {
+        let mut keys = Vec::new();
+        let mut states: Vec<Vec<ArrayRef>> = Vec::new();
+        for (field, column) in fields.iter().zip(columns) {
+            let name = field.name();
+            if name.starts_with('k') {
+                keys.push(Arc::clone(column));
+            } else if let Some((a, _)) = name.strip_prefix('s').and_then(|n| n.split_once('_')) {
+                let a: usize = a
+                    .parse()
+                    .map_err(|_| malformed_state(&format!("column '{name}'")))?;
+                if states.len() <= a {
+                    states.resize_with(a + 1, Vec::new);
+                }
+                states[a].push(Arc::clone(column));
+            } else {
+                return Err(malformed_state(&format!("unexpected column '{name}'")));
+            }
+        }
+        Ok(StateBatch {
+            keys,
+            states,
+            num_groups,
+        })
+    }
+
+    /// The state as one record batch for a checkpoint: an Int64 column `tag`
+    /// (what the caller keys the state by, e.g. a window end) holding `tag` on
+    /// every row, then the [`StateBatch::columns`].
+    pub fn to_record_batch(&self, tag: i64) -> Result<RecordBatch> {
+        let (state_fields, state_columns) = self.columns();
+        let mut fields = vec![Field::new("tag", DataType::Int64, false)];
+        fields.extend(state_fields);
+        let mut columns: Vec<ArrayRef> =
+            vec![Arc::new(Int64Array::from(vec![tag; self.num_groups]))];
+        columns.extend(state_columns);
         let options = RecordBatchOptions::new().with_row_count(Some(self.num_groups));
         Ok(RecordBatch::try_new_with_options(
             Arc::new(Schema::new(fields)),
@@ -333,36 +391,118 @@ impl StateBatch {
     /// an empty batch) and the state.
     pub fn from_record_batch(batch: &RecordBatch) -> Result<(i64, StateBatch)> {
         let schema = batch.schema();
-        let bad = |what: &str| EngineError::Config(format!("checkpoint state: {what}"));
         let tag = batch
             .column_by_name("tag")
             .and_then(|c| c.as_primitive_opt::<Int64Type>())
-            .ok_or_else(|| bad("no Int64 'tag' column"))?;
+            .ok_or_else(|| malformed_state("no Int64 'tag' column"))?;
         let tag = if tag.is_empty() { 0 } else { tag.value(0) };
-        let mut keys = Vec::new();
-        let mut states: Vec<Vec<ArrayRef>> = Vec::new();
-        for (field, column) in schema.fields().iter().zip(batch.columns()).skip(1) {
-            let name = field.name();
-            if name.starts_with('k') {
-                keys.push(Arc::clone(column));
-            } else if let Some((a, _)) = name.strip_prefix('s').and_then(|n| n.split_once('_')) {
-                let a: usize = a.parse().map_err(|_| bad(&format!("column '{name}'")))?;
-                if states.len() <= a {
-                    states.resize_with(a + 1, Vec::new);
-                }
-                states[a].push(Arc::clone(column));
-            } else {
-                return Err(bad(&format!("unexpected column '{name}'")));
+        let state = StateBatch::from_columns(
+            schema.fields().get(1..).unwrap_or_default(),
+            batch.columns().get(1..).unwrap_or_default(),
+            batch.num_rows(),
+        )?;
+        Ok((tag, state))
+    }
+
+    /// Every non-empty state of a checkpoint made of
+    /// [`StateBatch::to_record_batch`] batches (one per window or slice), with
+    /// its tag, checked against what `spec` aggregates.
+    pub fn read_tagged(
+        state: &OperatorState,
+        spec: &AggregateSpec,
+    ) -> Result<Vec<(i64, StateBatch)>> {
+        state
+            .batches
+            .iter()
+            .filter(|b| b.num_rows() > 0)
+            .map(|batch| {
+                let (tag, state) = StateBatch::from_record_batch(batch)?;
+                state.check(spec)?;
+                Ok((tag, state))
+            })
+            .collect()
+    }
+
+    /// Fails, naming the column, unless the state has the key columns and
+    /// accumulator states of `spec` (accumulators may panic on other arrays).
+    pub fn check(&self, spec: &AggregateSpec) -> Result<()> {
+        let keys = spec.group_schema.fields();
+        if self.keys.len() != keys.len() {
+            return Err(malformed_state(&format!(
+                "{} key columns where the aggregate groups by {}",
+                self.keys.len(),
+                keys.len()
+            )));
+        }
+        for (i, (key, field)) in self.keys.iter().zip(keys).enumerate() {
+            if !same_layout(key.data_type(), field.data_type()) {
+                return Err(malformed_state(&format!(
+                    "key column k{i} is {}, expected {}",
+                    key.data_type(),
+                    field.data_type()
+                )));
             }
         }
-        Ok((
-            tag,
-            StateBatch {
-                keys,
-                states,
-                num_groups: batch.num_rows(),
-            },
-        ))
+        if self.states.len() != spec.calls.len() {
+            return Err(malformed_state(&format!(
+                "states of {} aggregates where the query has {}",
+                self.states.len(),
+                spec.calls.len()
+            )));
+        }
+        for (a, (state, call)) in self.states.iter().zip(&spec.calls).enumerate() {
+            let fields = call.function.state_fields()?;
+            if state.len() != fields.len() {
+                return Err(malformed_state(&format!(
+                    "{} state columns for aggregate {a} ({}) where it keeps {}",
+                    state.len(),
+                    call.function.name(),
+                    fields.len()
+                )));
+            }
+            for (j, (column, field)) in state.iter().zip(&fields).enumerate() {
+                if !same_layout(column.data_type(), field.data_type()) {
+                    return Err(malformed_state(&format!(
+                        "state column s{a}_{j} is {}, expected {}",
+                        column.data_type(),
+                        field.data_type()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A checkpoint state of tagged states (see [`StateBatch::to_record_batch`];
+    /// empty ones are left out) and the operator's watermark.
+    pub fn write_tagged<'a>(
+        states: impl IntoIterator<Item = (i64, &'a StateBatch)>,
+        watermark: crate::time::Timestamp,
+    ) -> Result<OperatorState> {
+        let batches = states
+            .into_iter()
+            .filter(|(_, s)| s.num_groups() > 0)
+            .map(|(tag, s)| s.to_record_batch(tag))
+            .collect::<Result<Vec<_>>>()?;
+        OperatorState::tagged_batches(batches)?.with_watermark(watermark)
+    }
+}
+
+/// True when arrays of types `a` and `b` are read alike: equal types, where
+/// nested fields may differ in name and nullability.
+fn same_layout(a: &DataType, b: &DataType) -> bool {
+    match (a, b) {
+        (DataType::List(x), DataType::List(y))
+        | (DataType::LargeList(x), DataType::LargeList(y)) => {
+            same_layout(x.data_type(), y.data_type())
+        }
+        (DataType::Struct(x), DataType::Struct(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|(x, y)| same_layout(x.data_type(), y.data_type()))
+        }
+        _ => a.equals_datatype(b),
     }
 }
 

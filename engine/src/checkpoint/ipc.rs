@@ -27,6 +27,17 @@ pub fn decode_batches(data: Bytes) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     Ok((schema, batches))
 }
 
+/// A state as a restore reads it back: written as an Arrow IPC stream and
+/// decoded again (for operators' snapshot and restore tests).
+#[cfg(test)]
+pub(crate) fn round_trip(
+    state: &crate::checkpoint::OperatorState,
+) -> crate::checkpoint::OperatorState {
+    let data = encode_batches(&state.schema, &state.batches).expect("encode state");
+    let (schema, batches) = decode_batches(data).expect("decode state");
+    crate::checkpoint::OperatorState { schema, batches }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

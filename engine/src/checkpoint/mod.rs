@@ -11,4 +11,6 @@ pub mod state;
 
 pub use backend::{ObjectStoreBackend, StateBackend};
 pub use manifest::{CheckpointManifest, StateEntry};
-pub use state::{OperatorState, checkpoints_unsupported};
+pub use state::{
+    OperatorState, StatePart, check_schema, checkpoints_unsupported, malformed_state, state_column,
+};

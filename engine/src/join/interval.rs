@@ -41,6 +41,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::side::{SideState, is_time_type};
 use super::{JoinInput, JoinKind};
+use crate::checkpoint::{OperatorState, StatePart};
 use crate::error::{EngineError, Result};
 use crate::metrics::NodeRole;
 use crate::operator::{Operator, OperatorFactory, Output};
@@ -54,6 +55,9 @@ const LEFT: usize = 0;
 
 /// Index of the right input (`on_input_batch` input 1).
 const RIGHT: usize = 1;
+
+/// The names of the sides' parts in a checkpoint, by input number.
+const SIDE_NAMES: [&str; 2] = ["left", "right"];
 
 /// The description of an interval join, and the factory of its instances.
 #[derive(Debug, Clone)]
@@ -641,6 +645,38 @@ impl Operator for IntervalJoinOperator {
 
     fn on_end(&mut self, out: &mut Output<'_>) -> Result<()> {
         self.release(MAX_WATERMARK, out)
+    }
+
+    /// Both sides' buffered rows with their match flags, as the parts `left`
+    /// and `right` of one state (see [`OperatorState::from_parts`]), and the
+    /// watermark.
+    fn snapshot(&mut self) -> Result<Option<OperatorState>> {
+        let mut parts = Vec::with_capacity(2);
+        for (name, side) in SIDE_NAMES.iter().zip(&mut self.sides) {
+            parts.push(StatePart {
+                name: (*name).to_string(),
+                schema: side.state_schema(),
+                batches: side.snapshot()?.into_iter().collect(),
+            });
+        }
+        Ok(Some(
+            OperatorState::from_parts(parts)?.with_watermark(self.watermark)?,
+        ))
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        self.watermark = self.watermark.max(state.watermark()?);
+        let expected = [
+            (SIDE_NAMES[LEFT], self.sides[LEFT].state_schema()),
+            (SIDE_NAMES[RIGHT], self.sides[RIGHT].state_schema()),
+        ];
+        let parts = state.parts(&expected)?;
+        for (side, batches) in self.sides.iter_mut().zip(&parts) {
+            for batch in batches {
+                side.restore(batch, &self.converter)?;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -117,10 +117,15 @@ struct Run {
     state_at_end: usize,
 }
 
+/// Runs the join over `events`; with `restore_at`, before that event it takes
+/// a snapshot and goes on with a fresh instance restored from it (through
+/// Arrow IPC), checking that the instance that took the snapshot emits the
+/// same rows alongside.
 fn run(
     join: &IntervalJoin,
     events: &[Event],
     rebuild_min_rows: Option<usize>,
+    restore_at: Option<usize>,
     left: &HashMap<i64, Row>,
     right: &HashMap<i64, Row>,
 ) -> Run {
@@ -144,9 +149,9 @@ fn run(
             }
         }
     };
-    for (step, event) in events.iter().enumerate() {
+    let feed = |op: &mut IntervalJoinOperator, event: &Event, metrics: &NodeMetrics| {
         let mut messages = Vec::new();
-        let mut out = Output::new(&mut messages, &metrics);
+        let mut out = Output::new(&mut messages, metrics);
         match event {
             Event::Left(r) => op.on_input_batch(0, batch(&ls, r), &mut out).unwrap(),
             Event::Right(r) => op.on_input_batch(1, batch(&rs, r), &mut out).unwrap(),
@@ -157,6 +162,30 @@ fn run(
                     "the watermark follows the rows it released"
                 );
             }
+        }
+        messages
+    };
+    let mut original: Option<IntervalJoinOperator> = None;
+    for (step, event) in events.iter().enumerate() {
+        if restore_at == Some(step) {
+            let state = op.snapshot().unwrap().unwrap();
+            let mut fresh = join.operator().unwrap();
+            fresh
+                .restore(crate::checkpoint::ipc::round_trip(&state))
+                .unwrap();
+            assert_eq!(fresh.state_rows(), op.state_rows());
+            original = Some(std::mem::replace(&mut op, fresh));
+        }
+        let messages = feed(&mut op, event, &metrics);
+        if let Some(original) = original.as_mut() {
+            let theirs = feed(original, event, &NodeMetrics::default());
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            collect(messages.clone(), step, &mut a);
+            collect(theirs, step, &mut b);
+            a.sort();
+            b.sort();
+            assert_eq!(a, b, "event {step}: the restored instance differs");
+            assert_eq!(original.state_rows(), op.state_rows());
         }
         collect(messages, step, &mut rows);
         state.push(op.state_rows());
@@ -305,6 +334,15 @@ fn oracle(case: &Case, events: &[Event]) -> Expected {
     Expected { rows, late, state }
 }
 
+/// Small sides, a few keys, small batches: every case quickly.
+const SMALL: Gen = Gen {
+    rows_per_side: 120,
+    disorder: 14,
+    bound: 10,
+    keys: 4,
+    max_batch: 7,
+};
+
 struct Gen {
     rows_per_side: usize,
     /// Rows are at most this far out of time order.
@@ -376,6 +414,17 @@ fn generate(rng: &mut Rng, g: &Gen, two_keys: bool) -> (Vec<Event>, Vec<Row>, Ve
 }
 
 fn check(case: &Case, g: &Gen, seed: u64, rebuild_min_rows: Option<usize>) {
+    check_restoring(case, g, seed, rebuild_min_rows, None);
+}
+
+/// [`check`], restoring a snapshot before event `restore_at`, if given.
+fn check_restoring(
+    case: &Case,
+    g: &Gen,
+    seed: u64,
+    rebuild_min_rows: Option<usize>,
+    restore_at: Option<usize>,
+) {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let (mut events, left, right) = generate(&mut rng, g, case.two_keys);
     if case.final_watermark {
@@ -385,7 +434,15 @@ fn check(case: &Case, g: &Gen, seed: u64, rebuild_min_rows: Option<usize>) {
     let right: HashMap<i64, Row> = right.into_iter().map(|r| (r.id, r)).collect();
     let ctx = format!("{case:?} seed={seed}");
     let expected = oracle(case, &events);
-    let got = run(&join(case), &events, rebuild_min_rows, &left, &right);
+    let restore_at = restore_at.map(|at| at.min(events.len().saturating_sub(1)));
+    let got = run(
+        &join(case),
+        &events,
+        rebuild_min_rows,
+        restore_at,
+        &left,
+        &right,
+    );
     if got.rows != expected.rows {
         let missing: Vec<_> = expected
             .rows
@@ -428,13 +485,7 @@ const KINDS: [JoinKind; 4] = [
 
 #[test]
 fn matches_the_oracle_on_random_out_of_order_input() {
-    let g = Gen {
-        rows_per_side: 120,
-        disorder: 14,
-        bound: 10,
-        keys: 4,
-        max_batch: 7,
-    };
+    let g = SMALL;
     let bounds = [(-5, 15), (-20, -3), (2, 10), (0, 0), (-7, 7)];
     let mut seed = 0;
     for kind in KINDS {
@@ -455,6 +506,97 @@ fn matches_the_oracle_on_random_out_of_order_input() {
             }
         }
     }
+}
+
+#[test]
+fn a_restored_snapshot_gives_the_uninterrupted_rows() {
+    let g = SMALL;
+    let mut seed = 500;
+    for kind in KINDS {
+        for (lower, upper) in [(-5, 15), (0, 10)] {
+            for restore_at in [1, 20, 45] {
+                seed += 1;
+                let case = Case {
+                    kind,
+                    lower,
+                    upper,
+                    residual: seed % 2 == 0,
+                    two_keys: seed % 3 == 0,
+                    final_watermark: seed % 2 == 1,
+                };
+                let rebuild = (seed % 4 == 0).then_some(16);
+                check_restoring(&case, &g, seed, rebuild, Some(restore_at));
+            }
+        }
+    }
+}
+
+#[test]
+fn malformed_join_state_is_an_error() {
+    let join = join(&Case {
+        kind: JoinKind::Left,
+        lower: 0,
+        upper: 10,
+        residual: false,
+        two_keys: false,
+        final_watermark: false,
+    });
+    let mut op = join.operator().unwrap();
+    let row = |id, ts, k| Row {
+        id,
+        ts,
+        k: Some(k),
+        g: "x",
+        amt: 1,
+    };
+    let metrics = NodeMetrics::default();
+    let mut messages = Vec::new();
+    let mut out = Output::new(&mut messages, &metrics);
+    op.on_input_batch(
+        0,
+        batch(&schema("l"), &[row(1, 100, 7), row(2, 105, 8)]),
+        &mut out,
+    )
+    .unwrap();
+    op.on_input_batch(1, batch(&schema("r"), &[row(3, 103, 7)]), &mut out)
+        .unwrap();
+    let state = op.snapshot().unwrap().unwrap();
+    assert_eq!(state.num_rows(), 3);
+
+    // The state of another join: its sides have other columns.
+    let other = IntervalJoin::new(
+        JoinInput::new(schema("l"), vec![1], 0),
+        JoinInput::new(schema("x"), vec![1], 0),
+        0,
+        10,
+        JoinKind::Left,
+        None,
+    )
+    .unwrap();
+    let mut fresh = other.operator().unwrap();
+    let err = fresh.restore(state.clone()).unwrap_err().to_string();
+    assert!(err.contains("expected 'right.x_ts'"), "{err}");
+
+    // Column `position` of the first batch replaced: the error of a restore.
+    let batch0 = &state.batches[0];
+    let restore_with = |position: usize, column: ArrayRef| {
+        let mut columns = batch0.columns().to_vec();
+        columns[position] = column;
+        let broken = crate::checkpoint::OperatorState {
+            schema: state.schema.clone(),
+            batches: vec![RecordBatch::try_new(state.schema.clone(), columns).unwrap()],
+        };
+        let mut fresh = join.operator().unwrap();
+        fresh.restore(broken).unwrap_err().to_string()
+    };
+    // Match flags with NULLs.
+    let matched = batch0.schema().index_of("left.__matched").unwrap();
+    let nulls = datafusion::arrow::array::BooleanArray::from(vec![None; batch0.num_rows()]);
+    let err = restore_with(matched, Arc::new(nulls));
+    assert!(err.contains("malformed checkpoint state"), "{err}");
+    // An unknown part number.
+    let err = restore_with(0, Arc::new(Int64Array::from(vec![5; batch0.num_rows()])));
+    assert!(err.contains("unknown part number 5"), "{err}");
 }
 
 #[test]

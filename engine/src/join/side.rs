@@ -18,21 +18,23 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::sync::Arc;
 
 use datafusion::arrow::array::BooleanBufferBuilder;
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, RecordBatch, RecordBatchOptions, UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array,
 };
 use datafusion::arrow::buffer::{NullBuffer, ScalarBuffer};
 use datafusion::arrow::compute::{interleave, take_record_batch};
 use datafusion::arrow::datatypes::{
-    DataType, Int64Type, SchemaRef, TimeUnit, TimestampMillisecondType,
+    DataType, Field, FieldRef, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMillisecondType,
 };
 use datafusion::arrow::row::{RowConverter, Rows};
 use datafusion::common::hash_utils::{RandomState, create_hashes};
 use datafusion::error::DataFusionError;
 
 use super::key_index::{KeyIndex, to_u32};
+use crate::checkpoint::malformed_state;
 use crate::error::{EngineError, Result};
 
 /// Batches smaller than this are merged with their neighbours.
@@ -43,6 +45,9 @@ pub(super) const TAIL_MERGE_SLOTS: usize = 32;
 
 /// The index is rebuilt only once at least this many rows have expired.
 pub(super) const REBUILD_MIN_ROWS: usize = 4096;
+
+/// The column of a side's checkpoint rows that says whether the row matched.
+pub(super) const MATCHED_COLUMN: &str = "__matched";
 
 /// Marks an unused position in [`SideState::scratch`].
 const UNUSED: usize = usize::MAX;
@@ -430,6 +435,61 @@ impl SideState {
         self.expired_since_rebuild += expired;
         self.maybe_rebuild(converter)?;
         Ok(columns)
+    }
+
+    /// The schema of this side's rows in a checkpoint: the input's columns,
+    /// then [`MATCHED_COLUMN`].
+    pub fn state_schema(&self) -> SchemaRef {
+        let mut fields: Vec<FieldRef> = self.schema.fields().iter().cloned().collect();
+        fields.push(Arc::new(Field::new(
+            MATCHED_COLUMN,
+            DataType::Boolean,
+            false,
+        )));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// The buffered rows that have not expired, in event-time order, each with
+    /// whether it matched (always false on an inner side), as a batch of
+    /// [`SideState::state_schema`]; `None` when there are none. The side is
+    /// unchanged.
+    pub fn snapshot(&mut self) -> Result<Option<RecordBatch>> {
+        let rows = self.live_rows_of(0..to_u32(self.slots.len(), "batches")?);
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let mut matched = self.matched_of(&rows);
+        matched.resize(rows.len(), false);
+        let mut columns = self.merged_batch(&rows)?.columns().to_vec();
+        columns.push(Arc::new(BooleanArray::from(matched)));
+        Ok(Some(RecordBatch::try_new(self.state_schema(), columns)?))
+    }
+
+    /// Buffers again the rows of a [`SideState::snapshot`] (a batch of
+    /// [`SideState::state_schema`]) with their match flags.
+    pub fn restore(&mut self, rows: &RecordBatch, converter: &RowConverter) -> Result<()> {
+        let width = self.schema.fields().len();
+        let matched = rows
+            .columns()
+            .get(width)
+            .and_then(|c| c.as_boolean_opt())
+            .filter(|c| c.null_count() == 0)
+            .ok_or_else(|| malformed_state("join rows without their match flags"))?;
+        let matched: Vec<bool> = matched.iter().map(|m| m == Some(true)).collect();
+        let options = RecordBatchOptions::new().with_row_count(Some(rows.num_rows()));
+        let batch = RecordBatch::try_new_with_options(
+            self.schema.clone(),
+            rows.columns()[..width].to_vec(),
+            &options,
+        )?;
+        let keys = self.keys(&batch, converter)?;
+        if let Some(bad) = (0..batch.num_rows()).find(|&i| !keys.is_valid(i)) {
+            return Err(malformed_state(&format!(
+                "buffered join row {bad} has a NULL key or time"
+            )));
+        }
+        let all: Vec<u32> = (0..to_u32(batch.num_rows(), "rows")?).collect();
+        self.insert(&batch, &all, &keys, &matched, converter)
     }
 
     /// Drops everything.

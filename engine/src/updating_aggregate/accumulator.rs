@@ -10,13 +10,14 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{
-    ArrowPrimitiveType, DataType, Decimal128Type, Float64Type, Int64Type,
+    ArrowPrimitiveType, DataType, Decimal128Type, Field, Float64Type, Int64Type,
 };
 
 use super::distinct::DistinctValues;
 use super::plan::{AggPlan, Func, Kind};
 use super::ttl::retain_kept;
-use crate::error::Result;
+use crate::checkpoint::malformed_state;
+use crate::error::{EngineError, Result};
 
 /// Running values of one aggregate, per group id.
 pub(super) struct AggState {
@@ -88,6 +89,84 @@ impl AggState {
         if let Some(distinct) = &mut self.distinct {
             distinct.compact(keep);
         }
+    }
+
+    /// The columns of aggregate number `a` in a checkpoint: `count_<a>` (the
+    /// non-NULL values, or rows, counted per group), `value_<a>` (the running
+    /// value, unless the aggregate only counts) and `distinct_<a>` (the values
+    /// seen, for a DISTINCT aggregate).
+    pub(super) fn state_fields(&self, a: usize) -> Vec<Field> {
+        let mut fields = vec![Field::new(format!("count_{a}"), DataType::Int64, false)];
+        if self.uses_values() {
+            fields.push(Field::new(
+                format!("value_{a}"),
+                self.plan.kind.canonical(),
+                false,
+            ));
+        }
+        if let Some(distinct) = &self.distinct {
+            fields.push(Field::new(
+                format!("distinct_{a}"),
+                distinct.snapshot_type(),
+                false,
+            ));
+        }
+        fields
+    }
+
+    /// The state of groups `0..groups` as the columns of
+    /// [`AggState::state_fields`].
+    pub(super) fn snapshot(&self, groups: usize) -> Result<Vec<ArrayRef>> {
+        let short = || {
+            EngineError::InvalidGraph("updating aggregate: state shorter than its groups".into())
+        };
+        let counts = self.counts.get(..groups).ok_or_else(short)?;
+        let mut columns: Vec<ArrayRef> = vec![Arc::new(Int64Array::from(counts.to_vec()))];
+        if self.uses_values() {
+            columns.push(match self.plan.kind {
+                Kind::Int => Arc::new(Int64Array::from(
+                    self.ints.get(..groups).ok_or_else(short)?.to_vec(),
+                )),
+                Kind::Dec(s) => Arc::new(
+                    Decimal128Array::from(self.decs.get(..groups).ok_or_else(short)?.to_vec())
+                        .with_precision_and_scale(38, s)?,
+                ),
+                Kind::Float => Arc::new(Float64Array::from(
+                    self.floats.get(..groups).ok_or_else(short)?.to_vec(),
+                )),
+            });
+        }
+        if let Some(distinct) = &self.distinct {
+            columns.push(distinct.snapshot(groups)?);
+        }
+        Ok(columns)
+    }
+
+    /// Puts back the groups of a [`AggState::snapshot`] into an empty state,
+    /// from its columns (of the types [`AggState::state_fields`] names).
+    pub(super) fn restore(&mut self, columns: &[ArrayRef]) -> Result<()> {
+        let mut columns = columns.iter();
+        let mut next = |what: &str| {
+            columns
+                .next()
+                .ok_or_else(|| malformed_state(&format!("updating aggregate: no {what} column")))
+        };
+        let counts = next("count")?;
+        let groups = counts.len();
+        self.resize(groups)?;
+        self.counts = values_of::<Int64Type>(counts, "count")?;
+        if self.uses_values() {
+            let values = next("value")?;
+            match self.plan.kind {
+                Kind::Int => self.ints = values_of::<Int64Type>(values, "value")?,
+                Kind::Dec(_) => self.decs = values_of::<Decimal128Type>(values, "value")?,
+                Kind::Float => self.floats = values_of::<Float64Type>(values, "value")?,
+            }
+        }
+        if let Some(distinct) = &mut self.distinct {
+            distinct.restore(next("distinct")?)?;
+        }
+        Ok(())
     }
 
     /// Approximate bytes held.
@@ -275,6 +354,21 @@ impl AggState {
             }
         })
     }
+}
+
+/// The values of a state column of type `T` without NULLs.
+fn values_of<T: ArrowPrimitiveType>(column: &ArrayRef, what: &str) -> Result<Vec<T::Native>> {
+    column
+        .as_primitive_opt::<T>()
+        .filter(|c| c.null_count() == 0)
+        .map(|c| c.values().to_vec())
+        .ok_or_else(|| {
+            malformed_state(&format!(
+                "updating aggregate: the {what} column is {}, not {} without NULLs",
+                column.data_type(),
+                T::DATA_TYPE
+            ))
+        })
 }
 
 /// `n / d` rounded half away from zero (Java's `RoundingMode.HALF_UP`); `d > 0`.

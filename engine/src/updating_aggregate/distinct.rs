@@ -13,14 +13,21 @@
 //! sweep ([`DistinctValues::compact`]).
 
 use std::hash::{BuildHasher, Hash};
+use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BinaryArray, Decimal128Array, Int64Array, ListArray,
+};
+use datafusion::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, UInt64Type};
+use datafusion::arrow::datatypes::{
+    DataType, Decimal128Type, Field, Float64Type, Int64Type, UInt64Type,
+};
 use datafusion::arrow::row::{RowConverter, SortField};
 use hashbrown::hash_table::Entry;
 use hashbrown::{DefaultHashBuilder, HashSet, HashTable};
 
+use crate::checkpoint::malformed_state;
 use crate::error::{EngineError, Result};
 
 /// How the values of one input type are keyed.
@@ -268,6 +275,123 @@ impl DistinctValues {
         super::ttl::retain_kept(&mut self.epochs, keep);
     }
 
+    /// The type of the values of [`DistinctValues::snapshot`] lists: the
+    /// set's own keys (integers and float bits as Int64, decimals as unscaled
+    /// Decimal128(38, 0), strings, binaries and row-encoded values as bytes).
+    pub(super) fn snapshot_type(&self) -> DataType {
+        DataType::List(self.snapshot_item())
+    }
+
+    /// The item field of [`DistinctValues::snapshot_type`].
+    fn snapshot_item(&self) -> Arc<Field> {
+        let item = match self.store {
+            Store::Wide(_) => DataType::Int64,
+            Store::Dec(_) => DataType::Decimal128(38, 0),
+            Store::Bytes(_) => DataType::Binary,
+        };
+        Arc::new(Field::new_list_field(item, false))
+    }
+
+    /// The values of groups `0..groups` (of their current epoch), one list per
+    /// group, for a checkpoint.
+    pub(super) fn snapshot(&self, groups: usize) -> Result<ArrayRef> {
+        let epochs = &self.epochs;
+        let current = |group: u32, epoch: u32| {
+            (group as usize) < groups && epochs.get(group as usize).copied().unwrap_or(0) == epoch
+        };
+        let (values, group_of): (ArrayRef, Vec<u32>) = match &self.store {
+            Store::Wide(set) => {
+                let entries = current_entries(set, &current);
+                let values = Int64Array::from_iter_values(entries.iter().map(|e| e.1));
+                (Arc::new(values), entries.iter().map(|e| e.0).collect())
+            }
+            Store::Dec(set) => {
+                let entries = current_entries(set, &current);
+                let values = Decimal128Array::from_iter_values(entries.iter().map(|e| e.1))
+                    .with_precision_and_scale(38, 0)?;
+                (Arc::new(values), entries.iter().map(|e| e.0).collect())
+            }
+            Store::Bytes(set) => {
+                let mut entries: Vec<(u32, &[u8])> = set
+                    .table
+                    .iter()
+                    .filter(|slot| current(slot.group, slot.epoch))
+                    .map(|slot| (slot.group, ByteSet::bytes(&set.arena, slot)))
+                    .collect();
+                entries.sort_unstable();
+                let values = BinaryArray::from_iter_values(entries.iter().map(|e| e.1));
+                (Arc::new(values), entries.iter().map(|e| e.0).collect())
+            }
+        };
+        let mut offsets = Vec::with_capacity(groups + 1);
+        offsets.push(0i32);
+        let mut next = 0usize;
+        for g in 0..groups {
+            while group_of.get(next).is_some_and(|&x| x as usize == g) {
+                next += 1;
+            }
+            offsets.push(i32::try_from(next).map_err(|_| {
+                EngineError::Config("DISTINCT aggregate: too many values for a checkpoint".into())
+            })?);
+        }
+        let offsets = OffsetBuffer::new(ScalarBuffer::from(offsets));
+        Ok(Arc::new(ListArray::try_new(
+            self.snapshot_item(),
+            offsets,
+            values,
+            None,
+        )?))
+    }
+
+    /// Puts back the values of a [`DistinctValues::snapshot`] (list `g` holds
+    /// the values of group `g`) into an empty set.
+    pub(super) fn restore(&mut self, lists: &ArrayRef) -> Result<()> {
+        let bad = |what: &str| malformed_state(&format!("DISTINCT values: {what}"));
+        if lists.data_type() != &self.snapshot_type() {
+            return Err(bad(&format!(
+                "{} where {} was expected",
+                lists.data_type(),
+                self.snapshot_type()
+            )));
+        }
+        let lists = lists
+            .as_list_opt::<i32>()
+            .ok_or_else(|| bad("not a list"))?;
+        self.resize(lists.len())?;
+        let values = lists.values();
+        if values.null_count() > 0 {
+            return Err(bad("a NULL value"));
+        }
+        for (g, range) in lists.offsets().windows(2).enumerate() {
+            let (start, end) = (range[0] as usize, range[1] as usize);
+            let group = u32::try_from(g).map_err(|_| bad("too many groups"))?;
+            let epoch = self.epochs.get(g).copied().unwrap_or(0);
+            for i in start..end.min(values.len()) {
+                match &mut self.store {
+                    Store::Wide(set) => {
+                        let v = values
+                            .as_primitive_opt::<Int64Type>()
+                            .ok_or_else(|| bad("not Int64"))?;
+                        set.insert((group, epoch, v.value(i)));
+                    }
+                    Store::Dec(set) => {
+                        let v = values
+                            .as_primitive_opt::<Decimal128Type>()
+                            .ok_or_else(|| bad("not Decimal128"))?;
+                        set.insert((group, epoch, v.value(i)));
+                    }
+                    Store::Bytes(set) => {
+                        let v = values
+                            .as_binary_opt::<i32>()
+                            .ok_or_else(|| bad("not Binary"))?;
+                        set.insert(group, epoch, v.value(i));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Number of values held, stale epochs included.
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
@@ -297,6 +421,21 @@ fn float_key(value: f64) -> i64 {
         value.to_bits()
     };
     i64::from_ne_bytes(bits.to_ne_bytes())
+}
+
+/// The `(group, value)` entries of `set` that `current(group, epoch)` keeps,
+/// in order.
+fn current_entries<V: Ord + Copy>(
+    set: &HashSet<Slot<V>>,
+    current: &dyn Fn(u32, u32) -> bool,
+) -> Vec<(u32, V)> {
+    let mut entries: Vec<(u32, V)> = set
+        .iter()
+        .filter(|(g, e, _)| current(*g, *e))
+        .map(|&(g, _, v)| (g, v))
+        .collect();
+    entries.sort_unstable();
+    entries
 }
 
 /// Inserts the counted rows' values into `set`, marking new ones in `fresh`.

@@ -3,20 +3,25 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{BooleanArray, UInt32Array};
+use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatchOptions, UInt32Array};
 use datafusion::arrow::compute::kernels::cmp::distinct;
-use datafusion::arrow::compute::{cast, concat, or, take};
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::compute::{cast, concat, concat_batches, or, take};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::logical_expr::EmitTo;
 use datafusion::physical_plan::aggregates::group_values::GroupValues;
 
 use super::accumulator::AggState;
-use super::ttl::{GroupExpiry, retain_keys};
+use super::ttl::{GroupExpiry, key_table, retain_keys};
 use crate::aggregate::{AggregateInput, AggregateSpec};
 use crate::changelog::{RowKind, row_kind_array};
+use crate::checkpoint::{OperatorState, check_schema, malformed_state, state_column};
 use crate::error::{EngineError, Result};
 use crate::metrics::NodeMetrics;
 use crate::operator::{Operator, Output};
+
+/// The column of an updating aggregate's checkpoint with each group's idle time.
+const IDLE_COLUMN: &str = "idle_ms";
 
 /// The running instance of an [`UpdatingAggregate`](super::UpdatingAggregate).
 pub struct UpdatingAggregateOperator {
@@ -45,6 +50,25 @@ impl UpdatingAggregateOperator {
             + per_agg
             + self.expiry.size()
             + self.marks.capacity()
+    }
+
+    /// The schema of the state in a checkpoint: the group keys `k<i>`,
+    /// `idle_ms` (processing time since the group's last row, for the TTL),
+    /// then the columns of each aggregate (see `AggState::state_fields`).
+    pub(super) fn state_schema(&self) -> SchemaRef {
+        let mut fields: Vec<Field> = self
+            .spec
+            .group_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Field::new(format!("k{i}"), f.data_type().clone(), true))
+            .collect();
+        fields.push(Field::new(IDLE_COLUMN, DataType::Int64, false));
+        for (a, state) in self.states.iter().enumerate() {
+            fields.extend(state.state_fields(a));
+        }
+        Arc::new(Schema::new(fields))
     }
 
     /// Assigns group ids to the rows of `input` (into `group_indices`).
@@ -79,6 +103,74 @@ impl UpdatingAggregateOperator {
 impl Operator for UpdatingAggregateOperator {
     fn output_schema(&self) -> SchemaRef {
         self.output_schema.clone()
+    }
+
+    /// One row per group (see [`UpdatingAggregateOperator::state_schema`]): its
+    /// keys, idle time and running values, from which the `-U` rows of later
+    /// changes are computed, and the values a DISTINCT aggregate has seen.
+    fn snapshot(&mut self) -> Result<Option<OperatorState>> {
+        let schema = self.state_schema();
+        let groups = self.num_groups();
+        if groups == 0 {
+            return Ok(Some(OperatorState {
+                schema,
+                batches: Vec::new(),
+            }));
+        }
+        let mut columns = match &mut self.group_values {
+            Some(values) => {
+                // Reading the keys empties the table: build it again, in order.
+                let keys = values.emit(EmitTo::All)?;
+                *values = key_table(&self.spec.group_schema, &keys)?;
+                keys
+            }
+            None => Vec::new(),
+        };
+        columns.push(Arc::new(Int64Array::from(self.expiry.idle_times())));
+        for state in &self.states {
+            columns.extend(state.snapshot(groups)?);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(groups));
+        let batch = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
+        Ok(Some(OperatorState {
+            schema,
+            batches: vec![batch],
+        }))
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        if self.num_groups() > 0 {
+            return Err(EngineError::InvalidGraph(
+                "updating aggregate: restore into an instance that has groups".into(),
+            ));
+        }
+        let schema = self.state_schema();
+        check_schema(&state.schema, &schema)?;
+        let batch = concat_batches(&state.schema, &state.batches)?;
+        let groups = batch.num_rows();
+        let keys = self.spec.group_schema.fields().len();
+        match &mut self.group_values {
+            Some(values) => {
+                *values = key_table(&self.spec.group_schema, &batch.columns()[..keys])
+                    .map_err(|e| malformed_state(&format!("updating aggregate keys: {e}")))?;
+            }
+            None if groups > 1 => {
+                return Err(malformed_state(&format!(
+                    "{groups} groups for an aggregate without GROUP BY"
+                )));
+            }
+            None => {}
+        }
+        let idle = state_column::<Int64Type>(&batch, IDLE_COLUMN)?;
+        self.expiry.restore(idle.values());
+        let mut position = keys + 1;
+        for (a, agg) in self.states.iter_mut().enumerate() {
+            let width = agg.state_fields(a).len();
+            agg.restore(&batch.columns()[position..position + width])?;
+            position += width;
+        }
+        self.marks.resize(groups, false);
+        Ok(())
     }
 
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Output<'_>) -> Result<()> {

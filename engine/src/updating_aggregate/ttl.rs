@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::BooleanArray;
+use datafusion::arrow::array::{ArrayRef, BooleanArray};
 use datafusion::arrow::compute::filter;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::logical_expr::EmitTo;
@@ -84,6 +84,31 @@ impl GroupExpiry {
         self.last_access.resize(groups, now);
     }
 
+    /// Per group, the processing time since its last row (0 without a TTL),
+    /// for a checkpoint: a restored instance's clock starts afresh.
+    pub(super) fn idle_times(&self) -> Vec<i64> {
+        let now = self.now();
+        self.last_access
+            .iter()
+            .map(|&t| {
+                if self.ttl_ms.is_some() {
+                    now.saturating_sub(t).max(0)
+                } else {
+                    0
+                }
+            })
+            .collect()
+    }
+
+    /// Tracks the groups of a checkpoint, given how long each had been idle.
+    pub(super) fn restore(&mut self, idle_times: &[i64]) {
+        let now = self.now();
+        self.last_access = idle_times
+            .iter()
+            .map(|&idle| now.saturating_sub(idle.max(0)))
+            .collect();
+    }
+
     /// Records that `groups` were accessed at `now`.
     pub(super) fn touch(&mut self, groups: &[usize], now: i64) {
         for &g in groups {
@@ -134,17 +159,29 @@ pub(super) fn retain_keys(
         .iter()
         .map(|k| filter(k.as_ref(), &mask))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut fresh = new_group_values(group_schema.clone(), &GroupOrdering::None)?;
-    if mask.true_count() > 0 {
-        let mut ids = Vec::with_capacity(mask.true_count());
-        fresh.intern(&keys, &mut ids)?;
+    *values = key_table(group_schema, &keys)?;
+    Ok(())
+}
+
+/// A key table holding the rows of `keys`, which must be distinct, with the ids
+/// 0, 1, 2, ... in row order.
+pub(super) fn key_table(
+    group_schema: &SchemaRef,
+    keys: &[ArrayRef],
+) -> Result<Box<dyn GroupValues>> {
+    let mut table = new_group_values(group_schema.clone(), &GroupOrdering::None)?;
+    let rows = keys.first().map_or(0, |k| k.len());
+    if rows > 0 {
+        let mut ids = Vec::with_capacity(rows);
+        table.intern(keys, &mut ids)?;
         // Distinct keys interned in order get ids 0, 1, 2, ...
         if ids.iter().enumerate().any(|(i, &g)| i != g) {
             return Err(EngineError::InvalidGraph(
-                "updating aggregate: key table rebuild reordered groups".into(),
+                "updating aggregate: rebuilding the key table did not number the groups in \
+                 order (duplicate keys?)"
+                    .into(),
             ));
         }
     }
-    *values = fresh;
-    Ok(())
+    Ok(table)
 }

@@ -191,19 +191,19 @@ impl Operator for WindowAggregateOperator {
     /// that were late before the checkpoint, so a restore replays the
     /// uninterrupted run exactly.
     fn snapshot(&mut self) -> Result<Option<OperatorState>> {
-        let mut batches = Vec::with_capacity(self.windows.len());
+        let mut states = Vec::with_capacity(self.windows.len());
         for (&end, state) in &mut self.windows {
-            batches.push(state.snapshot(&self.spec)?.to_record_batch(end)?);
+            states.push((end, state.snapshot(&self.spec)?));
         }
-        Ok(Some(
-            OperatorState::tagged_batches(batches)?.with_watermark(self.watermark)?,
-        ))
+        Ok(Some(StateBatch::write_tagged(
+            states.iter().map(|(end, s)| (*end, s)),
+            self.watermark,
+        )?))
     }
 
     fn restore(&mut self, state: OperatorState) -> Result<()> {
         self.watermark = self.watermark.max(state.watermark()?);
-        for batch in &state.batches {
-            let (end, windowed) = StateBatch::from_record_batch(batch)?;
+        for (end, windowed) in StateBatch::read_tagged(&state, &self.spec)? {
             let window = match self.windows.entry(end) {
                 std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::btree_map::Entry::Vacant(v) => v.insert(self.spec.new_state()?),

@@ -52,16 +52,19 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, TimestampMillisecondArray, UInt32Array,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, TimestampMillisecondArray, UInt32Array,
 };
 use datafusion::arrow::compute::{cast, concat, interleave, take};
-use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Field, Int64Type, Schema, SchemaRef, TimestampMillisecondType,
+};
 use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::logical_expr::{EmitTo, GroupsAccumulator};
 use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group_values};
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use crate::aggregate::{AggregateInput, AggregateSpec};
+use crate::aggregate::{AggregateInput, AggregateSpec, StateBatch};
+use crate::checkpoint::{OperatorState, malformed_state, state_column};
 use crate::error::{EngineError, Result};
 use crate::metrics::{NodeMetrics, NodeRole};
 use crate::operator::{Operator, OperatorFactory, Output};
@@ -69,6 +72,12 @@ use crate::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp, event_time_type};
 use crate::window::output::{WindowOutput, WindowOutputColumn};
 use crate::window::tumble::format_duration_ms;
 use crate::window::window_fired;
+
+/// The checkpoint column with each open session's start.
+const SESSION_START: &str = "session_start";
+
+/// The checkpoint column with each open session's end.
+const SESSION_END: &str = "session_end";
 
 /// Partial-state rows allowed beyond twice the number of open sessions before
 /// they are re-merged into one row per session.
@@ -534,9 +543,20 @@ impl SessionWindowAggregateOperator {
                 concat(&pieces)
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let rows = self.young.groups;
+        self.add_chunk(self.young.id, keys, states, self.young.groups);
+        self.young = Young {
+            id: self.young.id + 1,
+            accumulators: self.spec.new_accumulators()?,
+            groups: 0,
+            keys: Vec::new(),
+        };
+        Ok(())
+    }
+
+    /// Adds chunk `id` of `rows` partial states (none of them dead).
+    fn add_chunk(&mut self, id: u64, keys: Vec<ArrayRef>, states: Vec<Vec<ArrayRef>>, rows: usize) {
         self.chunks.insert(
-            self.young.id,
+            id,
             Chunk {
                 keys,
                 states,
@@ -545,13 +565,6 @@ impl SessionWindowAggregateOperator {
             },
         );
         self.chunk_rows += rows;
-        self.young = Young {
-            id: self.young.id + 1,
-            accumulators: self.spec.new_accumulators()?,
-            groups: 0,
-            keys: Vec::new(),
-        };
-        Ok(())
     }
 
     /// The chunks holding `parts` and, per part, `(position in that list, row)`.
@@ -646,6 +659,18 @@ impl SessionWindowAggregateOperator {
         Ok(accumulators)
     }
 
+    /// The partition keys of `sessions` and, per aggregate, the state columns
+    /// of each session's merged parts: one row per session, in order.
+    fn merged_states(&self, sessions: &[&[Part]]) -> Result<(Vec<ArrayRef>, Vec<Vec<ArrayRef>>)> {
+        let keys = self.gather_keys(sessions)?;
+        let states = self
+            .merge_parts(sessions)?
+            .iter_mut()
+            .map(|acc| acc.state(EmitTo::All))
+            .collect::<datafusion::error::Result<Vec<_>>>()?;
+        Ok((keys, states))
+    }
+
     /// Marks the parts of fired sessions dead and drops chunks with no live row.
     fn release(&mut self, parts: impl Iterator<Item = Part>) {
         for (id, _) in parts {
@@ -736,13 +761,7 @@ impl SessionWindowAggregateOperator {
                 .iter()
                 .map(|s| s.parts.as_slice())
                 .collect::<Vec<_>>();
-            let keys = self.gather_keys(&parts)?;
-            let states = self
-                .merge_parts(&parts)?
-                .iter_mut()
-                .map(|acc| acc.state(EmitTo::All))
-                .collect::<datafusion::error::Result<Vec<_>>>()?;
-            (keys, states)
+            self.merged_states(&parts)?
         };
         // The young accumulators are empty: take their id for the new chunk.
         let id = self.young.id;
@@ -751,16 +770,7 @@ impl SessionWindowAggregateOperator {
         self.chunks.clear();
         self.chunk_rows = 0;
         if rows > 0 {
-            self.chunks.insert(
-                id,
-                Chunk {
-                    keys,
-                    states,
-                    rows,
-                    dead: 0,
-                },
-            );
-            self.chunk_rows = rows;
+            self.add_chunk(id, keys, states, rows);
         }
         for (row, session) in self.table.slots.iter_mut().flatten().enumerate() {
             session.parts = vec![(id, row as u32)];
@@ -861,6 +871,76 @@ impl SessionWindowAggregateOperator {
         )?)
     }
 
+    /// Opens the sessions of a checkpoint batch (see
+    /// [`Operator::snapshot`] below): their bounds, keys and merged states
+    /// become one new chunk, one row per session.
+    fn restore_sessions(&mut self, batch: &RecordBatch) -> Result<()> {
+        let rows = batch.num_rows();
+        let starts = state_column::<Int64Type>(batch, SESSION_START)?;
+        let ends = state_column::<Int64Type>(batch, SESSION_END)?;
+        if starts.null_count() + ends.null_count() > 0 {
+            return Err(malformed_state("a session without its bounds"));
+        }
+        let state = StateBatch::from_columns(
+            batch.schema().fields().get(2..).unwrap_or_default(),
+            batch.columns().get(2..).unwrap_or_default(),
+            rows,
+        )?;
+        state.check(&self.spec)?;
+        let mut key_ids = Vec::new();
+        match &mut self.keys {
+            None => key_ids.resize(rows, 0),
+            Some(values) => {
+                values.intern(state.keys(), &mut key_ids)?;
+                if values.len() > self.by_key.len() {
+                    self.by_key.resize_with(values.len(), Vec::new);
+                }
+            }
+        }
+        // A chunk of its own: the young accumulators are empty before input.
+        self.freeze()?;
+        let id = self.young.id;
+        self.young.id += 1;
+        for (row, (&key, (&start, &end))) in key_ids
+            .iter()
+            .zip(starts.values().iter().zip(ends.values()))
+            .enumerate()
+        {
+            if start >= end {
+                return Err(malformed_state(&format!(
+                    "session [{start}, {end}) ends before it starts"
+                )));
+            }
+            let entries = self
+                .by_key
+                .get(key)
+                .ok_or_else(|| internal("key id out of range"))?;
+            let at = entries.partition_point(|e| e.end < start);
+            if entries.get(at).is_some_and(|e| e.start <= end) {
+                return Err(malformed_state(&format!(
+                    "session [{start}, {end}) overlaps another of its key"
+                )));
+            }
+            let (slot, serial) = self.table.insert(key, start, end)?;
+            let row = u32::try_from(row).map_err(|_| internal("too many sessions"))?;
+            self.table.get_mut(slot)?.parts = vec![(id, row)];
+            let entries = self
+                .by_key
+                .get_mut(key)
+                .ok_or_else(|| internal("key id out of range"))?;
+            if entries.is_empty() {
+                self.live_keys += 1;
+            }
+            entries.insert(at, Entry { start, end, slot });
+            self.deadlines.push(Reverse((end, serial, slot)));
+        }
+        if rows > 0 {
+            let (keys, states) = state.into_parts();
+            self.add_chunk(id, keys, states, rows);
+        }
+        Ok(())
+    }
+
     fn advance(&mut self, watermark: Timestamp, out: &mut Output<'_>) -> Result<()> {
         self.watermark = self.watermark.max(watermark);
         self.fire(watermark, out)?;
@@ -940,6 +1020,54 @@ impl Operator for SessionWindowAggregateOperator {
 
     fn on_end(&mut self, out: &mut Output<'_>) -> Result<()> {
         self.advance(MAX_WATERMARK, out)
+    }
+
+    /// One row per open session, in creation order: `session_start`,
+    /// `session_end`, the partition keys and the merge of its partial states
+    /// (see [`StateBatch::columns`]), and the watermark. The young epoch is
+    /// frozen first, as firing a session would; the sessions are unchanged.
+    fn snapshot(&mut self) -> Result<Option<OperatorState>> {
+        self.freeze()?;
+        let mut sessions: Vec<&Session> = self.table.iter().collect();
+        sessions.sort_unstable_by_key(|s| s.serial);
+        let parts: Vec<&[Part]> = sessions.iter().map(|s| s.parts.as_slice()).collect();
+        let (keys, states) = self.merged_states(&parts)?;
+        let rows = sessions.len();
+        let (state_fields, state_columns) = StateBatch::new(keys, states, rows).columns();
+        let mut fields = vec![
+            Field::new(SESSION_START, DataType::Int64, false),
+            Field::new(SESSION_END, DataType::Int64, false),
+        ];
+        fields.extend(state_fields);
+        let mut columns: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from_iter_values(
+                sessions.iter().map(|s| s.start),
+            )),
+            Arc::new(Int64Array::from_iter_values(sessions.iter().map(|s| s.end))),
+        ];
+        columns.extend(state_columns);
+        let schema = Arc::new(Schema::new(fields));
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        let batches = if rows == 0 {
+            Vec::new()
+        } else {
+            vec![RecordBatch::try_new_with_options(
+                schema.clone(),
+                columns,
+                &options,
+            )?]
+        };
+        OperatorState { schema, batches }
+            .with_watermark(self.watermark)
+            .map(Some)
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        self.watermark = self.watermark.max(state.watermark()?);
+        for batch in state.batches.iter().filter(|b| b.num_rows() > 0) {
+            self.restore_sessions(batch)?;
+        }
+        Ok(())
     }
 }
 
@@ -1074,19 +1202,55 @@ mod tests {
     /// emitted at the first watermark reaching `window_end - 1`, and that all
     /// state is gone at the end.
     fn run(op: &mut SessionWindowAggregateOperator, steps: &[Step]) -> Run {
+        run_restoring(op, steps, None)
+    }
+
+    /// [`run`]; with `restore` = `(step, factory)`, before that step the
+    /// operator's snapshot is restored (through Arrow IPC) into a fresh
+    /// instance of `factory` that goes on, while the instance that took the
+    /// snapshot must keep emitting the same messages.
+    fn run_restoring(
+        op: &mut SessionWindowAggregateOperator,
+        steps: &[Step],
+        restore: Option<(usize, &SessionWindowAggregate)>,
+    ) -> Run {
         let metrics = NodeMetrics::default();
         let mut all = Vec::new();
         let mut previous = MIN_WATERMARK;
-        for step in steps {
+        let mut original: Option<SessionWindowAggregateOperator> = None;
+        let feed = |op: &mut SessionWindowAggregateOperator, step: &Step, metrics: &NodeMetrics| {
             let mut messages = Vec::new();
-            let mut out = Output::new(&mut messages, &metrics);
+            let mut out = Output::new(&mut messages, metrics);
             match step {
-                Step::Batch(rows) => {
-                    op.on_batch(batch(rows), &mut out).unwrap();
-                    assert!(messages.is_empty(), "a batch emits nothing");
-                }
+                Step::Batch(rows) => op.on_batch(batch(rows), &mut out).unwrap(),
+                Step::Watermark(wm) => op.on_watermark(*wm, &mut out).unwrap(),
+            }
+            messages
+        };
+        for (i, step) in steps.iter().enumerate() {
+            if let Some((at, factory)) = restore
+                && at == i
+            {
+                let state = op.snapshot().unwrap().unwrap();
+                let mut fresh = factory.instance().unwrap();
+                fresh
+                    .restore(crate::checkpoint::ipc::round_trip(&state))
+                    .unwrap();
+                assert_eq!(fresh.num_sessions(), op.num_sessions());
+                original = Some(std::mem::replace(op, fresh));
+            }
+            let messages = feed(op, step, &metrics);
+            if let Some(original) = original.as_mut() {
+                let theirs = feed(original, step, &NodeMetrics::default());
+                assert_eq!(
+                    format!("{messages:?}"),
+                    format!("{theirs:?}"),
+                    "step {i}: the restored instance differs"
+                );
+            }
+            match step {
+                Step::Batch(_) => assert!(messages.is_empty(), "a batch emits nothing"),
                 Step::Watermark(wm) => {
-                    op.on_watermark(*wm, &mut out).unwrap();
                     assert!(matches!(messages.last(), Some(Message::Watermark(w)) if w == wm));
                     for r in results(&messages) {
                         assert!(r.2 <= *wm && r.2 > previous, "{r:?} fired at {wm}");
@@ -1292,6 +1456,83 @@ mod tests {
         }
         assert!(late > 0, "the input exercises late rows");
         assert!(merged_results > 0, "the input exercises merging");
+    }
+
+    #[test]
+    fn a_restored_snapshot_gives_the_uninterrupted_sessions() {
+        for seed in 0..40u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            let bound = [0, 1, 5, 12, 40][rng.below(5) as usize];
+            let gap = [10, 1, 7, 25][rng.below(4) as usize];
+            let keys = 1 + rng.below(KEYS.len() as u64) as usize;
+            let keyed = seed % 3 != 0;
+            let rows = random_rows(&mut rng, bound, keys);
+            let expected = oracle(&rows, keyed, gap, bound);
+            let steps = schedule(&rows, bound, 30, &mut rng);
+            for at in [1, steps.len() / 3, steps.len() / 2] {
+                let factory = factory(keyed, gap);
+                let mut op = factory.instance().unwrap();
+                if seed % 2 == 0 {
+                    op.set_gc_thresholds(0, 0);
+                }
+                let actual = run_restoring(&mut op, &steps, Some((at, &factory)));
+                let context = format!("keyed={keyed} seed={seed} restored at {at}");
+                assert_eq!(actual.results, expected.results, "{context}");
+                assert_eq!(actual.counts.rows_late, expected.late, "{context}");
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_session_state_is_an_error() {
+        let factory = super::tests::factory(true, 10);
+        let mut op = factory.instance().unwrap();
+        let metrics = NodeMetrics::default();
+        let mut messages = Vec::new();
+        let row = |ts, key| Row {
+            ts,
+            key: Some(key),
+            v: Some(1),
+        };
+        op.on_batch(
+            batch(&[row(100, "a"), row(200, "a"), row(105, "b")]),
+            &mut Output::new(&mut messages, &metrics),
+        )
+        .unwrap();
+        let state = op.snapshot().unwrap().unwrap();
+        assert_eq!(state.num_rows(), 3);
+        let batch0 = &state.batches[0];
+        let with_bounds = |starts: Vec<i64>, ends: Vec<i64>| {
+            let mut columns = batch0.columns().to_vec();
+            columns[0] = Arc::new(Int64Array::from(starts));
+            columns[1] = Arc::new(Int64Array::from(ends));
+            OperatorState {
+                schema: state.schema.clone(),
+                batches: vec![RecordBatch::try_new(state.schema.clone(), columns).unwrap()],
+            }
+        };
+        let restore = |state: OperatorState| {
+            factory
+                .instance()
+                .unwrap()
+                .restore(state)
+                .unwrap_err()
+                .to_string()
+        };
+        // Two sessions of key a that overlap.
+        let err = restore(with_bounds(vec![100, 140, 105], vec![150, 210, 115]));
+        assert!(err.contains("overlaps another of its key"), "{err}");
+        // A session that ends before it starts.
+        let err = restore(with_bounds(vec![100, 200, 105], vec![90, 210, 115]));
+        assert!(err.contains("ends before it starts"), "{err}");
+        // The state of an aggregate without partition keys.
+        let err = super::tests::factory(false, 10)
+            .instance()
+            .unwrap()
+            .restore(state)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("key columns"), "{err}");
     }
 
     #[test]

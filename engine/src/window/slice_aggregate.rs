@@ -21,6 +21,7 @@ use datafusion::arrow::datatypes::{Int64Type, SchemaRef, TimestampMillisecondTyp
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::aggregate::{AggregateInput, AggregateSpec};
+use crate::checkpoint::OperatorState;
 use crate::error::{EngineError, Result};
 use crate::metrics::{NodeMetrics, NodeRole};
 use crate::operator::{Operator, OperatorFactory, Output};
@@ -250,6 +251,17 @@ impl Operator for SlicedWindowAggregateOperator {
 
     fn on_end(&mut self, out: &mut Output<'_>) -> Result<()> {
         self.fire(MAX_WATERMARK, out)
+    }
+
+    /// One batch per slice, tagged with its end, and the watermark (which
+    /// windows have fired, and which rows are late, follows from it).
+    fn snapshot(&mut self) -> Result<Option<OperatorState>> {
+        self.store.snapshot(self.watermark).map(Some)
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        self.watermark = self.watermark.max(state.watermark()?);
+        self.store.restore(&state)
     }
 }
 

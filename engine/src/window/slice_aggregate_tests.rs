@@ -98,25 +98,66 @@ fn run(
     keyed: bool,
     schedule: &[(Option<i64>, Vec<Row>)],
 ) -> (Vec<ResultRow>, NodeMetrics) {
+    run_restoring(slicing, keyed, schedule, None)
+}
+
+/// Runs the operator; with `restore_at`, before that step it takes a snapshot,
+/// restores it (through Arrow IPC) into a fresh instance, and runs both: they
+/// must emit the same messages (the snapshot left the first one as it was).
+fn run_restoring(
+    slicing: SliceSpec,
+    keyed: bool,
+    schedule: &[(Option<i64>, Vec<Row>)],
+    restore_at: Option<usize>,
+) -> (Vec<ResultRow>, NodeMetrics) {
     let spec = spec(keyed);
     let output = WindowOutput::derived(layout(keyed), &spec).unwrap();
     let factory = SlicedWindowAggregate::new(spec, slicing, 0, output).unwrap();
     let mut op = factory.instance();
+    let mut restored: Option<SlicedWindowAggregateOperator> = None;
     let metrics = NodeMetrics::default();
     let mut results = Vec::new();
     let mut epoch = 0;
-    for (wm, rows) in schedule {
+    for (step, (wm, rows)) in schedule.iter().enumerate() {
+        if restore_at == Some(step) {
+            let state = op.snapshot().unwrap().unwrap();
+            let mut fresh = factory.instance();
+            fresh
+                .restore(crate::checkpoint::ipc::round_trip(&state))
+                .unwrap();
+            restored = Some(fresh);
+        }
+        let running = restored.as_mut().unwrap_or(&mut op);
         let mut messages = Vec::new();
         if let Some(wm) = wm {
             epoch += 1;
-            op.on_watermark(*wm, &mut Output::new(&mut messages, &metrics))
+            running
+                .on_watermark(*wm, &mut Output::new(&mut messages, &metrics))
                 .unwrap();
             assert!(matches!(messages.last(), Some(Message::Watermark(w)) if w == wm));
         }
-        op.on_batch(batch(rows), &mut Output::new(&mut messages, &metrics))
+        running
+            .on_batch(batch(rows), &mut Output::new(&mut messages, &metrics))
             .unwrap();
+        if restored.is_some() {
+            // The instance that took the snapshot goes on as the restored one.
+            let mut mine = Vec::new();
+            let scratch = NodeMetrics::default();
+            if let Some(wm) = wm {
+                op.on_watermark(*wm, &mut Output::new(&mut mine, &scratch))
+                    .unwrap();
+            }
+            op.on_batch(batch(rows), &mut Output::new(&mut mine, &scratch))
+                .unwrap();
+            assert_eq!(
+                format!("{mine:?}"),
+                format!("{messages:?}"),
+                "step {step}: the restored instance differs"
+            );
+        }
         collect(&messages, keyed, epoch, &mut results);
     }
+    let op = restored.as_mut().unwrap_or(&mut op);
     let mut messages = Vec::new();
     op.on_end(&mut Output::new(&mut messages, &metrics))
         .unwrap();
@@ -546,4 +587,118 @@ fn cumulate_replaces_fired_slices_by_their_window_state() {
         })
         .collect();
     assert_eq!(counts, [1, 2, 3, 3]);
+}
+
+#[test]
+fn a_restored_snapshot_gives_the_uninterrupted_results() {
+    let slicings = [
+        SliceSpec::Hop {
+            size_ms: 5_000,
+            slide_ms: 2_000,
+        },
+        SliceSpec::Cumulate {
+            step_ms: 1_000,
+            max_size_ms: 4_000,
+        },
+    ];
+    let bound = 1_000;
+    for slicing in slicings {
+        for seed in 0..6 {
+            let (rows, cuts) = random_input(seed, bound, 12_000);
+            let schedule = schedule(&rows, &cuts, bound);
+            let expected = oracle(slicing, true, &schedule);
+            for restore_at in [1, schedule.len() / 3, schedule.len() / 2] {
+                let (actual, metrics) = run_restoring(slicing, true, &schedule, Some(restore_at));
+                assert_eq!(
+                    actual, expected.rows,
+                    "{slicing} seed={seed} restored at step {restore_at}"
+                );
+                assert_eq!(metrics.snapshot().rows_late, expected.late);
+            }
+        }
+    }
+}
+
+#[test]
+fn malformed_slice_state_is_an_error() {
+    let spec = spec(true);
+    let output = WindowOutput::derived(layout(true), &spec).unwrap();
+    let slicing = SliceSpec::Hop {
+        size_ms: 3_000,
+        slide_ms: 1_000,
+    };
+    let factory = SlicedWindowAggregate::new(spec, slicing, 0, output).unwrap();
+    let mut op = factory.instance();
+    let metrics = NodeMetrics::default();
+    let mut messages = Vec::new();
+    op.on_batch(
+        batch(&[one(100, "a"), one(1_100, "b")]),
+        &mut Output::new(&mut messages, &metrics),
+    )
+    .unwrap();
+    let state = op.snapshot().unwrap().unwrap();
+    assert_eq!(state.num_rows(), 2);
+
+    // Without its watermark.
+    let unmarked = OperatorState {
+        schema: Arc::new(
+            state
+                .schema
+                .as_ref()
+                .clone()
+                .with_metadata(Default::default()),
+        ),
+        batches: state
+            .batches
+            .iter()
+            .map(|b| {
+                RecordBatch::try_new(
+                    Arc::new(
+                        state
+                            .schema
+                            .as_ref()
+                            .clone()
+                            .with_metadata(Default::default()),
+                    ),
+                    b.columns().to_vec(),
+                )
+                .unwrap()
+            })
+            .collect(),
+    };
+    let err = factory
+        .instance()
+        .restore(unmarked)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("watermark"), "{err}");
+
+    // The error of restoring one batch (with a watermark).
+    let restore_batch = |batch: RecordBatch| {
+        let state = OperatorState {
+            schema: batch.schema(),
+            batches: vec![batch],
+        };
+        let state = state.with_watermark(0).unwrap();
+        factory.instance().restore(state).unwrap_err().to_string()
+    };
+
+    // Missing a state column of an aggregate.
+    let batch = &state.batches[0];
+    let mut kept: Vec<usize> = (0..batch.num_columns()).collect();
+    kept.pop();
+    let err = restore_batch(batch.project(&kept).unwrap());
+    assert!(err.contains("malformed checkpoint state"), "{err}");
+
+    // A key of another type.
+    let mut columns = batch.columns().to_vec();
+    columns[1] = Arc::new(Int64Array::from(vec![7; batch.num_rows()]));
+    let names = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .collect::<Vec<_>>();
+    let err = restore_batch(RecordBatch::try_from_iter(names.into_iter().zip(columns)).unwrap());
+    assert!(err.contains("key column k0"), "{err}");
 }

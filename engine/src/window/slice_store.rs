@@ -15,6 +15,7 @@ use std::ops::Bound::{Excluded, Included};
 use std::sync::Arc;
 
 use crate::aggregate::{AggregateInput, AggregateSpec, GroupedAggregates, StateBatch};
+use crate::checkpoint::OperatorState;
 use crate::error::Result;
 use crate::time::Timestamp;
 use crate::window::slicing::SliceSpec;
@@ -224,6 +225,40 @@ impl SliceStore {
     /// Whether the row's slice still has a window open at `watermark`.
     pub fn accepts(&self, slice_end: Timestamp, watermark: Timestamp) -> bool {
         !window_fired(self.slicing.last_window_end(slice_end), watermark)
+    }
+
+    /// The store for a checkpoint: one state per slice, tagged with the slice
+    /// end (for a nesting window that fired before the last of its cycle, the
+    /// end of that window, whose merged state replaced its slices), and the
+    /// operator's `watermark`, which tells which windows have fired. Live parts
+    /// are frozen, as a window reading the slice would, so the store goes on
+    /// unchanged.
+    pub fn snapshot(&mut self, watermark: Timestamp) -> Result<OperatorState> {
+        for slice in self.slices.values_mut() {
+            slice.freeze(&self.spec)?;
+        }
+        let frozen = self
+            .slices
+            .iter()
+            .filter_map(|(&end, slice)| slice.frozen.as_ref().map(|state| (end, state)));
+        StateBatch::write_tagged(frozen, watermark)
+    }
+
+    /// Puts back the slices of a [`SliceStore::snapshot`], each as a live part
+    /// (merged with what the store holds for the same end, if anything).
+    pub fn restore(&mut self, state: &OperatorState) -> Result<()> {
+        for (end, restored) in StateBatch::read_tagged(state, &self.spec)? {
+            let slice = self.slices.entry(end).or_default();
+            match &mut slice.live {
+                Some(live) => live.merge_state(&restored)?,
+                None => {
+                    let mut live = self.spec.new_state()?;
+                    live.merge_state(&restored)?;
+                    slice.live = Some(live);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Number of slices held.

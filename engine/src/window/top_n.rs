@@ -22,6 +22,7 @@ use datafusion::arrow::compute::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 
+use crate::checkpoint::{OperatorState, check_schema, malformed_state};
 use crate::error::{EngineError, Result};
 use crate::metrics::NodeMetrics;
 use crate::operator::{Operator, OperatorFactory, Output};
@@ -296,6 +297,38 @@ impl WindowTopNOperator {
         }
     }
 
+    /// The rows of `batch` by window end, in arrival order.
+    fn split_by_window(&self, batch: RecordBatch) -> Result<Vec<(Timestamp, RecordBatch)>> {
+        let ends = cast(
+            batch.column(self.spec.window_end_column),
+            &event_time_type(),
+        )?;
+        let ends = ends.as_primitive::<TimestampMillisecondType>();
+        if ends.null_count() > 0 {
+            return Err(EngineError::Config("window_end must not be NULL".into()));
+        }
+        let (Some(lo), Some(hi)) = (min(ends), max(ends)) else {
+            return Ok(Vec::new());
+        };
+        if lo == hi {
+            return Ok(vec![(hi, batch)]);
+        }
+        // Rows of several windows: split by window end (few distinct values).
+        let mut distinct: Vec<Timestamp> = Vec::new();
+        for &e in ends.values().iter() {
+            if !distinct.contains(&e) {
+                distinct.push(e);
+            }
+        }
+        distinct
+            .into_iter()
+            .map(|end| {
+                let mask = BooleanArray::from_unary(ends, |e| e == end);
+                Ok((end, filter_record_batch(&batch, &mask)?))
+            })
+            .collect()
+    }
+
     fn fire_until(&mut self, watermark: Timestamp, out: &mut Output<'_>) -> Result<()> {
         while let Some(entry) = self.windows.first_entry() {
             if !window_fired(*entry.key(), watermark) {
@@ -319,32 +352,8 @@ impl Operator for WindowTopNOperator {
         if batch.num_rows() == 0 {
             return Ok(());
         }
-        let ends = cast(
-            batch.column(self.spec.window_end_column),
-            &event_time_type(),
-        )?;
-        let ends = ends.as_primitive::<TimestampMillisecondType>();
-        if ends.null_count() > 0 {
-            return Err(EngineError::Config("window_end must not be NULL".into()));
-        }
-        let (Some(lo), Some(hi)) = (min(ends), max(ends)) else {
-            return Ok(());
-        };
-        if lo == hi {
-            self.buffer(hi, batch, out);
-        } else {
-            // Rows of several windows: split by window end (few distinct values).
-            let mut distinct: Vec<Timestamp> = Vec::new();
-            for &e in ends.values().iter() {
-                if !distinct.contains(&e) {
-                    distinct.push(e);
-                }
-            }
-            for end in distinct {
-                let mask = BooleanArray::from_unary(ends, |e| e == end);
-                let part = filter_record_batch(&batch, &mask)?;
-                self.buffer(end, part, out);
-            }
+        for (end, part) in self.split_by_window(batch)? {
+            self.buffer(end, part, out);
         }
         out.metrics()
             .record_state(self.state_size(), self.buffered_rows());
@@ -362,6 +371,33 @@ impl Operator for WindowTopNOperator {
 
     fn on_end(&mut self, out: &mut Output<'_>) -> Result<()> {
         self.fire_until(Timestamp::MAX, out)
+    }
+
+    /// The buffered rows of every open window, as batches of the input's
+    /// schema in window and arrival order (arrival order breaks ties in the
+    /// ranking), and the watermark.
+    fn snapshot(&mut self) -> Result<Option<OperatorState>> {
+        let state = OperatorState {
+            schema: self.spec.input_schema.clone(),
+            batches: self.windows.values().flatten().cloned().collect(),
+        };
+        Ok(Some(state.with_watermark(self.watermark)?))
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        check_schema(&state.schema, &self.spec.input_schema)?;
+        self.watermark = self.watermark.max(state.watermark()?);
+        for batch in state.batches {
+            let batch =
+                RecordBatch::try_new(self.spec.input_schema.clone(), batch.columns().to_vec())
+                    .map_err(|e| malformed_state(&format!("window Top-N rows: {e}")))?;
+            for (end, part) in self.split_by_window(batch)? {
+                if part.num_rows() > 0 {
+                    self.windows.entry(end).or_default().push(part);
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -508,6 +544,20 @@ mod tests {
     }
 
     fn run(seed: u64, by_k: bool, order: &[(usize, SortOptions)], limit: usize, rn: bool) {
+        run_restoring(seed, by_k, order, limit, rn, false);
+    }
+
+    /// [`run`]; with `restore`, half way through the rows the operator's
+    /// snapshot is restored (through Arrow IPC) into a fresh instance that
+    /// goes on.
+    fn run_restoring(
+        seed: u64,
+        by_k: bool,
+        order: &[(usize, SortOptions)],
+        limit: usize,
+        rn: bool,
+        restore: bool,
+    ) {
         let mut rng = Rng(seed);
         let windows = 1 + rng.below(5) as i64;
         let mut rows: Vec<(u64, Row)> = Vec::new();
@@ -551,7 +601,15 @@ mod tests {
         let mut messages = Vec::new();
         let mut wm = MIN_WATERMARK;
         let mut i = 0;
+        let mut restored = !restore;
         while i < rows.len() {
+            if !restored && i >= rows.len() / 2 {
+                let state = op.snapshot().unwrap().unwrap();
+                op = factory.create().unwrap();
+                op.restore(crate::checkpoint::ipc::round_trip(&state))
+                    .unwrap();
+                restored = true;
+            }
             let n = 1 + rng.below(8) as usize;
             let end = (i + n).min(rows.len());
             let mut o = Output::new(&mut messages, &metrics);
@@ -644,6 +702,27 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_restored_snapshot_ranks_as_the_uninterrupted_run() {
+        let order = vec![(3, desc()), (4, SortOptions::default())];
+        for seed in 1..40u64 {
+            for by_k in [false, true] {
+                run_restoring(seed * 104_729 + 7, by_k, &order, 2, true, true);
+                // Equal order keys: ties are broken by arrival order.
+                run_restoring(seed * 104_729 + 7, by_k, &[], 3, true, true);
+            }
+        }
+        // A state of another input is refused.
+        let factory = WindowTopN::new(schema(), 1, vec![], vec![], 1, None).unwrap();
+        let mut op = factory.create().unwrap();
+        let other = OperatorState::counters(&[("position", 3)])
+            .unwrap()
+            .with_watermark(0)
+            .unwrap();
+        let err = op.restore(other).unwrap_err().to_string();
+        assert!(err.contains("malformed checkpoint state"), "{err}");
     }
 
     #[test]

@@ -75,6 +75,40 @@ fn distinct_by_string_key_matches_oracle() {
 }
 
 #[test]
+fn distinct_values_survive_a_restore() {
+    let s = input_schema();
+    let v = col("v", &s).unwrap();
+    let d = col("d", &s).unwrap();
+    let k = col("k", &s).unwrap();
+    let calls = vec![
+        call(count_udaf(), v.clone(), "n_v", true, None),
+        call(sum_udaf(), d.clone(), "sum_dd", true, None),
+        call(count_udaf(), lit(1i64), "cnt", false, None),
+    ];
+    let factory = UpdatingAggregate::new(spec(true, calls), &s, None).unwrap();
+    let oracle = |rows: &[Row], schema: &Schema| -> Vec<String> {
+        let vs: BTreeSet<i64> = rows.iter().filter_map(|r| r.v).collect();
+        let ds: BTreeSet<i128> = rows.iter().filter_map(|r| r.d).collect();
+        let (p, sc) = dec_type(schema, "sum_dd");
+        vec![
+            vs.len().to_string(),
+            opt((!ds.is_empty()).then(|| fmt_dec(ds.iter().sum(), p, sc))),
+            rows.len().to_string(),
+        ]
+    };
+    check_changelog_restoring(&factory, 8, &narrow_row, &key_k, &oracle, Some(70));
+    // Strings as DISTINCT values (byte keys), grouped by an integer.
+    let calls = vec![call(count_udaf(), k, "n_k", true, None)];
+    let factory = UpdatingAggregate::new(spec_by(Some("v"), calls), &s, None).unwrap();
+    let oracle = |rows: &[Row], _: &Schema| -> Vec<String> {
+        let ks: BTreeSet<&str> = rows.iter().filter_map(|r| r.key).collect();
+        vec![ks.len().to_string()]
+    };
+    let key_v = |r: &Row| r.v.map_or("<null>".to_string(), |v| v.to_string());
+    check_changelog_restoring(&factory, 12, &narrow_row, &key_v, &oracle, Some(90));
+}
+
+#[test]
 fn distinct_by_integer_key_counts_strings_and_decimals() {
     let s = input_schema();
     let k = col("k", &s).unwrap();

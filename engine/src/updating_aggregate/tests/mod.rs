@@ -229,15 +229,38 @@ fn check_changelog(
     key_of: &dyn Fn(&Row) -> String,
     oracle: &dyn Fn(&[Row], &Schema) -> Vec<String>,
 ) {
+    check_changelog_restoring(factory, seed, row, key_of, oracle, None);
+}
+
+/// [`check_changelog`]; with `restore_at`, before that batch the operator
+/// takes a snapshot and a fresh instance restored from it (through Arrow IPC)
+/// goes on, while the instance that took it must keep emitting the same.
+fn check_changelog_restoring(
+    factory: &UpdatingAggregate,
+    seed: u64,
+    row: &dyn Fn(&mut Lcg) -> Row,
+    key_of: &dyn Fn(&Row) -> String,
+    oracle: &dyn Fn(&[Row], &Schema) -> Vec<String>,
+    restore_at: Option<usize>,
+) {
     let schema = factory.output_schema();
     assert!(is_changelog(&schema));
     let mut op = factory.create().unwrap();
+    let mut original: Option<Box<dyn Operator>> = None;
     let metrics = NodeMetrics::default();
     let mut rng = Lcg(seed);
     let mut all: HashMap<String, Vec<Row>> = HashMap::new();
     let mut view: HashMap<String, Vec<String>> = HashMap::new();
     let mut total = 0;
-    for _ in 0..200 {
+    for step in 0..200 {
+        if restore_at == Some(step) {
+            let state = op.snapshot().unwrap().unwrap();
+            let mut fresh = factory.create().unwrap();
+            fresh
+                .restore(crate::checkpoint::ipc::round_trip(&state))
+                .unwrap();
+            original = Some(std::mem::replace(&mut op, fresh));
+        }
         let n = 1 + rng.next(12) as usize;
         let rows: Vec<Row> = (0..n).map(|_| row(&mut rng)).collect();
         total += n;
@@ -251,7 +274,12 @@ fn check_changelog(
             all.entry(key).or_default().push(*r);
         }
         let mut emitted: Vec<String> = Vec::new();
-        for out in run_batch(op.as_mut(), &rows, &metrics) {
+        let outs = run_batch(op.as_mut(), &rows, &metrics);
+        if let Some(original) = original.as_mut() {
+            let theirs = run_batch(original.as_mut(), &rows, &NodeMetrics::default());
+            assert_eq!(outs, theirs, "batch {step}: the restored instance differs");
+        }
+        for out in outs {
             assert_eq!(out.schema(), schema);
             let kinds = row_kinds(&out).unwrap();
             for (i, kind) in kinds.iter().enumerate() {
@@ -294,6 +322,153 @@ fn check_changelog(
         metrics.rows_aggregated.load(Ordering::Relaxed),
         total as u64
     );
+}
+
+#[test]
+fn a_restored_snapshot_continues_the_changelog() {
+    let factory = UpdatingAggregate::new(spec(true, full_calls()), &input_schema(), None).unwrap();
+    for restore_at in [0, 1, 60] {
+        check_changelog_restoring(&factory, 43, &wide_row, &key_k, &oracle, Some(restore_at));
+    }
+    // Without GROUP BY: one group.
+    let global = UpdatingAggregate::new(spec(false, full_calls()), &input_schema(), None).unwrap();
+    let mut op = global.create_operator().unwrap();
+    let metrics = NodeMetrics::default();
+    let mut rng = Lcg(5);
+    let rows: Vec<Row> = (0..20).map(|_| wide_row(&mut rng)).collect();
+    run_batch(&mut op, &rows[..10], &metrics);
+    let state = op.snapshot().unwrap().unwrap();
+    let mut restored = global.create_operator().unwrap();
+    restored
+        .restore(crate::checkpoint::ipc::round_trip(&state))
+        .unwrap();
+    let theirs = run_batch(&mut restored, &rows[10..], &metrics);
+    assert_eq!(run_batch(&mut op, &rows[10..], &metrics), theirs);
+    assert_eq!(
+        row_kinds(&theirs[0]).unwrap(),
+        [RowKind::UpdateBefore, RowKind::UpdateAfter]
+    );
+}
+
+#[test]
+fn a_restored_snapshot_keeps_how_long_groups_were_idle() {
+    let s = input_schema();
+    let calls = vec![call(count_udaf(), lit(1i64), "cnt", false, None)];
+    let clock = |now: &Arc<AtomicI64>| -> ProcessingClock {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let before = Arc::new(AtomicI64::new(0));
+    let factory = UpdatingAggregate::new(spec(true, calls), &s, Some(100)).unwrap();
+    let mut op = factory
+        .clone()
+        .with_clock(clock(&before))
+        .create_operator()
+        .unwrap();
+    let metrics = NodeMetrics::default();
+    let row = |key| Row {
+        key: Some(key),
+        v: None,
+        d: None,
+    };
+    let kinds = |out: &[RecordBatch]| -> Vec<RowKind> {
+        out.iter().flat_map(|b| row_kinds(b).unwrap()).collect()
+    };
+    run_batch(&mut op, &[row("a"), row("b")], &metrics);
+    before.store(60, Ordering::SeqCst);
+    run_batch(&mut op, &[row("b")], &metrics);
+    // a has been idle 60 ms, b 0 ms; the restored instance's clock is elsewhere.
+    let state = op.snapshot().unwrap().unwrap();
+    let after = Arc::new(AtomicI64::new(1_000));
+    let mut restored = factory.with_clock(clock(&after)).create_operator().unwrap();
+    restored
+        .restore(crate::checkpoint::ipc::round_trip(&state))
+        .unwrap();
+    assert_eq!(restored.num_groups(), 2);
+    after.store(1_030, Ordering::SeqCst);
+    let out = run_batch(&mut restored, &[row("a")], &metrics);
+    assert_eq!(kinds(&out), [RowKind::UpdateBefore, RowKind::UpdateAfter]);
+    assert_eq!(row_strings(&out[0], 1).1, ["2"]);
+    // b: idle since 1000, expired at 1100.
+    after.store(1_100, Ordering::SeqCst);
+    let out = run_batch(&mut restored, &[row("b")], &metrics);
+    assert_eq!(kinds(&out), [RowKind::Insert]);
+}
+
+#[test]
+fn malformed_updating_state_is_an_error() {
+    let s = input_schema();
+    let factory = UpdatingAggregate::new(spec(true, full_calls()), &s, None).unwrap();
+    let mut op = factory.create_operator().unwrap();
+    let metrics = NodeMetrics::default();
+    let row = |key, v| Row { key, v, d: Some(5) };
+    run_batch(
+        &mut op,
+        &[
+            row(Some("a"), Some(1)),
+            row(Some("b"), Some(2)),
+            row(None, None),
+        ],
+        &metrics,
+    );
+    let state = op.snapshot().unwrap().unwrap();
+    assert_eq!(state.num_rows(), 3);
+
+    // Into an aggregate of other calls.
+    let other = UpdatingAggregate::new(
+        spec(
+            true,
+            vec![call(count_udaf(), lit(1i64), "cnt", false, None)],
+        ),
+        &s,
+        None,
+    )
+    .unwrap();
+    let err = other
+        .create_operator()
+        .unwrap()
+        .restore(state.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("malformed checkpoint state"), "{err}");
+
+    // The same group twice.
+    let twice = crate::checkpoint::OperatorState {
+        schema: state.schema.clone(),
+        batches: vec![state.batches[0].clone(), state.batches[0].slice(0, 1)],
+    };
+    let err = factory
+        .create_operator()
+        .unwrap()
+        .restore(twice)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("duplicate keys"), "{err}");
+
+    // A count with NULLs.
+    let batch = &state.batches[0];
+    let position = batch.schema().index_of("count_0").unwrap();
+    let mut columns = batch.columns().to_vec();
+    columns[position] = Arc::new(Int64Array::from(vec![None; batch.num_rows()]));
+    let mut fields: Vec<Field> = state
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields[position] = fields[position].clone().with_nullable(true);
+    let schema = Arc::new(Schema::new(fields));
+    let nulls = crate::checkpoint::OperatorState {
+        schema: schema.clone(),
+        batches: vec![RecordBatch::try_new(schema, columns).unwrap()],
+    };
+    let err = factory
+        .create_operator()
+        .unwrap()
+        .restore(nulls)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("count column"), "{err}");
 }
 
 #[test]
