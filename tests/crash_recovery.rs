@@ -8,14 +8,30 @@ use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng};
 
-/// Generated payments into a TUMBLE aggregate into the exactly-once file sink,
-/// checkpointing every 200 ms at parallelism 2. The rate limit makes a run last
-/// a few seconds, so that kills land mid-stream.
-fn script(out: &Path, checkpoints: Option<&Path>) -> String {
-    script_with_interval(out, checkpoints, "200 ms")
+/// Which query a crash test runs.
+#[derive(Clone, Copy)]
+enum Job {
+    /// Per card and minute: count, sum and maximum.
+    Tumble,
+    /// The payment time-out rule: each payment LEFT JOINed with the card's
+    /// later payments within 10 s (unmatched payments come out with NULLs once
+    /// the watermark passes).
+    IntervalJoin,
 }
 
-fn script_with_interval(out: &Path, checkpoints: Option<&Path>, interval: &str) -> String {
+/// Generated payments through `job` into the exactly-once file sink,
+/// checkpointing every 200 ms at parallelism 2. The rate limit makes a run last
+/// a few seconds, so that kills land mid-stream.
+fn script(out: &Path, checkpoints: Option<&Path>, job: Job) -> String {
+    script_with_interval(out, checkpoints, "200 ms", job)
+}
+
+fn script_with_interval(
+    out: &Path,
+    checkpoints: Option<&Path>,
+    interval: &str,
+    job: Job,
+) -> String {
     // The uninterrupted run needs no pacing (batch sizes do not change results).
     let rate = if checkpoints.is_some() {
         ", 'rows-per-second' = '100000'"
@@ -29,22 +45,39 @@ fn script_with_interval(out: &Path, checkpoints: Option<&Path>, interval: &str) 
             dir.display()
         )
     });
+    let table = |name: &str, seed: u64| {
+        format!(
+            "CREATE TABLE {name} (
+               txn_id BIGINT, event_time TIMESTAMP(3), card_id BIGINT, amount DECIMAL(18, 2),
+               WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
+             ) WITH ('connector' = 'payments', 'number-of-rows' = '1000000', 'cards' = '5000',
+                     'events-per-second-event-time' = '1000', 'seed' = '{seed}'{rate});"
+        )
+    };
+    let (tables, sink_columns, query) = match job {
+        Job::Tumble => (
+            table("payments", 3),
+            "window_start TIMESTAMP(3), window_end TIMESTAMP(3), card_id BIGINT, \
+             txns BIGINT, total DECIMAL(38, 2), max_amount DECIMAL(18, 2)",
+            "SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
+             FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
+             GROUP BY window_start, window_end, card_id",
+        ),
+        Job::IntervalJoin => (
+            format!("{}\n{}", table("payments", 3), table("later", 4)),
+            "txn_id BIGINT, card_id BIGINT, amount DECIMAL(18, 2), later_txn BIGINT",
+            "SELECT a.txn_id, a.card_id, a.amount, b.txn_id
+             FROM payments a LEFT JOIN later b ON a.card_id = b.card_id
+             AND b.event_time BETWEEN a.event_time AND a.event_time + INTERVAL '10' SECOND",
+        ),
+    };
     format!(
         "{settings}
          SET 'parallelism.default' = '2';
-         CREATE TABLE payments (
-           txn_id BIGINT, event_time TIMESTAMP(3), card_id BIGINT, amount DECIMAL(18, 2),
-           WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
-         ) WITH ('connector' = 'payments', 'number-of-rows' = '1000000', 'cards' = '5000',
-                 'events-per-second-event-time' = '1000', 'seed' = '3'{rate});
-         CREATE TABLE card_minute (
-           window_start TIMESTAMP(3), window_end TIMESTAMP(3), card_id BIGINT,
-           txns BIGINT, total DECIMAL(38, 2), max_amount DECIMAL(18, 2)
-         ) WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
-         INSERT INTO card_minute
-         SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
-         FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
-         GROUP BY window_start, window_end, card_id;",
+         {tables}
+         CREATE TABLE result ({sink_columns})
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         INSERT INTO result {query};",
         out.display(),
     )
 }
@@ -79,14 +112,23 @@ fn committed_rows(dir: &Path) -> Vec<String> {
 }
 
 #[test]
-fn twenty_sigkills_and_restores_commit_the_uninterrupted_rows() {
+fn twenty_sigkills_of_a_window_aggregate_commit_the_uninterrupted_rows() {
+    twenty_sigkills_commit_the_uninterrupted_rows(Job::Tumble);
+}
+
+#[test]
+fn twenty_sigkills_of_an_interval_join_commit_the_uninterrupted_rows() {
+    twenty_sigkills_commit_the_uninterrupted_rows(Job::IntervalJoin);
+}
+
+fn twenty_sigkills_commit_the_uninterrupted_rows(job: Job) {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
 
     // The uninterrupted run.
     let expected_out = root.join("expected");
     let expected_script = root.join("expected.sql");
-    std::fs::write(&expected_script, script(&expected_out, None)).expect("script");
+    std::fs::write(&expected_script, script(&expected_out, None, job)).expect("script");
     let status = watershed(&expected_script, false)
         .status()
         .expect("run watershed");
@@ -98,7 +140,7 @@ fn twenty_sigkills_and_restores_commit_the_uninterrupted_rows() {
     let out = root.join("out");
     let checkpoints = root.join("checkpoints");
     let job_script = root.join("job.sql");
-    std::fs::write(&job_script, script(&out, Some(&checkpoints))).expect("script");
+    std::fs::write(&job_script, script(&out, Some(&checkpoints), job)).expect("script");
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20);
     let mut kills = 0;
     let mut finished_early = 0;
@@ -176,7 +218,7 @@ fn sigterm_takes_a_savepoint_and_the_restored_run_completes_the_output() {
     let root = dir.path();
     let expected_out = root.join("expected");
     let expected_script = root.join("expected.sql");
-    std::fs::write(&expected_script, script(&expected_out, None)).expect("script");
+    std::fs::write(&expected_script, script(&expected_out, None, Job::Tumble)).expect("script");
     assert!(
         watershed(&expected_script, false)
             .status()
@@ -191,7 +233,7 @@ fn sigterm_takes_a_savepoint_and_the_restored_run_completes_the_output() {
     let job_script = root.join("job.sql");
     std::fs::write(
         &job_script,
-        script_with_interval(&out, Some(&checkpoints), "10 min"),
+        script_with_interval(&out, Some(&checkpoints), "10 min", Job::Tumble),
     )
     .expect("script");
     let child = watershed(&job_script, false).spawn().expect("spawn");
