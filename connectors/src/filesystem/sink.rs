@@ -378,11 +378,17 @@ impl Sink for FileSink {
                 self.table
             )));
         };
-        let parts = std::mem::take(&mut staging.closed);
+        let closed = std::mem::take(&mut staging.closed);
+        if !closed.is_empty() {
+            staging.pending.insert(checkpoint_id, closed);
+        }
+        // Every part not yet committed: an earlier checkpoint's completion
+        // notice may not have been handled yet, and a restore of this
+        // checkpoint must still commit its parts.
+        let parts: Vec<StagedPart> = staging.pending.values().flatten().cloned().collect();
         if parts.is_empty() {
             return Ok(None);
         }
-        staging.pending.insert(checkpoint_id, parts.clone());
         let path = |p: &Path| p.to_string_lossy().into_owned();
         let hidden: Vec<String> = parts.iter().map(|p| path(&p.hidden)).collect();
         let visible: Vec<String> = parts.iter().map(|p| path(&p.visible)).collect();
@@ -528,17 +534,21 @@ mod tests {
         sink.commit_checkpoint(1).await.unwrap();
         assert_eq!(visible_ids(&out), vec![0, 1, 2]);
 
-        // Checkpoint 2 is prepared and completes, but the sink dies before it
-        // hears so; rows after the barrier are in progress when it dies.
-        sink.write_batch(batch(3, 2)).await.unwrap();
-        let state_2 = sink.prepare_checkpoint(2).await.unwrap();
+        // Checkpoints 2 and 3 are prepared and complete, but the sink dies
+        // before it hears so; rows after the last barrier are in progress when
+        // it dies. Restoring 3 must commit 2's parts too.
+        sink.write_batch(batch(3, 1)).await.unwrap();
+        let _ = sink.prepare_checkpoint(2).await.unwrap();
+        sink.write_batch(batch(4, 1)).await.unwrap();
+        let state_2 = sink.prepare_checkpoint(3).await.unwrap();
         sink.write_batch(batch(5, 4)).await.unwrap();
-        let _ = sink.prepare_checkpoint(3).await.unwrap(); // never completes
+        let _ = sink.prepare_checkpoint(4).await.unwrap(); // never completes
         sink.write_batch(batch(9, 1)).await.unwrap();
         drop(sink);
         assert_eq!(visible_ids(&out), vec![0, 1, 2]);
 
-        // The restored instance commits checkpoint 2's parts and drops the rest.
+        // The restored instance commits checkpoint 2's and 3's parts and drops
+        // the rest.
         let mut restored = factory.create(Split::SINGLE).unwrap();
         restored.restore(state_2).await.unwrap();
         assert_eq!(visible_ids(&out), vec![0, 1, 2, 3, 4]);

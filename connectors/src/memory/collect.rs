@@ -95,7 +95,8 @@ struct Staging {
     pending: BTreeMap<u64, Vec<RecordBatch>>,
 }
 
-/// Schema metadata key holding the checkpoint id of a collect sink's state.
+/// Schema metadata key holding the checkpoint id of each batch of a collect
+/// sink's state (comma-separated, in batch order).
 const CHECKPOINT_KEY: &str = "watershed.collect.checkpoint";
 
 impl CollectSink {
@@ -141,16 +142,26 @@ impl Sink for CollectSink {
         let Some(staging) = self.staging.as_mut() else {
             return Ok(None);
         };
-        let batches = std::mem::take(&mut staging.open);
-        staging.pending.insert(checkpoint_id, batches.clone());
-        let Some(first) = batches.first() else {
+        let open = std::mem::take(&mut staging.open);
+        if !open.is_empty() {
+            staging.pending.insert(checkpoint_id, open);
+        }
+        // Every batch not yet appended, with its checkpoint: an earlier
+        // checkpoint's completion notice may not have been handled yet.
+        let tagged: Vec<(u64, &RecordBatch)> = staging
+            .pending
+            .iter()
+            .flat_map(|(id, batches)| batches.iter().map(move |b| (*id, b)))
+            .collect();
+        let Some((_, first)) = tagged.first() else {
             return Ok(None);
         };
-        let metadata = HashMap::from([(CHECKPOINT_KEY.to_string(), checkpoint_id.to_string())]);
+        let ids: Vec<String> = tagged.iter().map(|(id, _)| id.to_string()).collect();
+        let metadata = HashMap::from([(CHECKPOINT_KEY.to_string(), ids.join(","))]);
         let schema = Arc::new(first.schema().as_ref().clone().with_metadata(metadata));
-        let batches = batches
-            .into_iter()
-            .map(|b| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
+        let batches = tagged
+            .iter()
+            .map(|(_, b)| RecordBatch::try_new(schema.clone(), b.columns().to_vec()))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(OperatorState { schema, batches }))
     }
@@ -170,15 +181,26 @@ impl Sink for CollectSink {
     async fn restore(&mut self, state: Option<OperatorState>) -> Result<(), EngineError> {
         self.staging = Some(Staging::default());
         if let Some(state) = state {
-            let id = state
+            let bad =
+                || EngineError::Config("collect sink state without its checkpoint ids".into());
+            let ids: Vec<u64> = state
                 .schema
                 .metadata()
                 .get(CHECKPOINT_KEY)
-                .and_then(|id| id.parse().ok())
-                .ok_or_else(|| {
-                    EngineError::Config("collect sink state without its checkpoint id".into())
-                })?;
-            self.append(Some(id), state.batches);
+                .ok_or_else(bad)?
+                .split(',')
+                .map(|id| id.parse().map_err(|_| bad()))
+                .collect::<Result<_, _>>()?;
+            if ids.len() != state.batches.len() {
+                return Err(bad());
+            }
+            let mut by_checkpoint: BTreeMap<u64, Vec<RecordBatch>> = BTreeMap::new();
+            for (id, batch) in ids.into_iter().zip(state.batches) {
+                by_checkpoint.entry(id).or_default().push(batch);
+            }
+            for (id, batches) in by_checkpoint {
+                self.append(Some(id), batches);
+            }
         }
         Ok(())
     }
@@ -187,7 +209,38 @@ impl Sink for CollectSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::array::{ArrayRef, Int64Array};
+    use datafusion::arrow::array::{ArrayRef, AsArray, Int64Array};
+    use datafusion::arrow::datatypes::Int64Type;
+
+    #[tokio::test]
+    async fn with_checkpoints_a_restore_appends_every_uncommitted_batch_once() {
+        let factory = CollectSinkFactory::new();
+        let batch = |v: i64| {
+            let a: ArrayRef = Arc::new(Int64Array::from(vec![v]));
+            RecordBatch::try_from_iter([("a", a)]).unwrap()
+        };
+        let mut sink = factory.create(Split::SINGLE).unwrap();
+        sink.restore(None).await.unwrap();
+        sink.write_batch(batch(1)).await.unwrap();
+        sink.prepare_checkpoint(1).await.unwrap();
+        sink.write_batch(batch(2)).await.unwrap();
+        // Checkpoint 1 completed but its notice was not handled before 2.
+        let state = sink.prepare_checkpoint(2).await.unwrap();
+        sink.write_batch(batch(3)).await.unwrap();
+        drop(sink);
+        assert!(factory.batches().is_empty(), "nothing committed yet");
+
+        for _ in 0..2 {
+            let mut restored = factory.create(Split::SINGLE).unwrap();
+            restored.restore(state.clone()).await.unwrap();
+        }
+        let values: Vec<i64> = factory
+            .batches()
+            .iter()
+            .map(|b| b.column(0).as_primitive::<Int64Type>().value(0))
+            .collect();
+        assert_eq!(values, vec![1, 2], "both checkpoints' batches, once");
+    }
 
     #[tokio::test]
     async fn collects_batches() {
