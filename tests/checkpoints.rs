@@ -419,3 +419,27 @@ async fn a_job_that_keeps_failing_gives_up_when_restarts_run_out() {
     assert!(err.contains("gave up after 2 restarts"), "{err}");
     assert!(err.contains("disk full (injected)"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_job_ends_with_a_final_checkpoint_and_its_restore_adds_nothing() {
+    let expected_sink = CollectSinkFactory::new();
+    let query = window_query(TUMBLE);
+    let ctx = context(&expected_sink, WINDOW_OUT, None, None).await;
+    ctx.sql(&query).await.unwrap().run().await.unwrap();
+    let expected = rows_as_text(&expected_sink.batches());
+
+    let dir = tempfile::tempdir().unwrap();
+    let dir = dir.path().display().to_string();
+    let sink = CollectSinkFactory::new();
+    let ctx = context(&sink, WINDOW_OUT, Some(200_000), Some(&dir)).await;
+    let result = ctx.sql(&query).await.unwrap().run().await.unwrap();
+    let last = result.checkpoints.last().expect("the final checkpoint");
+    assert_same_rows("finished run", &rows_as_text(&sink.batches()), &expected);
+
+    // Restoring the final checkpoint: sources at their end, nothing new.
+    let ctx = context(&sink, WINDOW_OUT, Some(200_000), Some(&dir)).await;
+    assert_eq!(ctx.restore_latest().await.unwrap(), Some(last.id));
+    let again = ctx.sql(&query).await.unwrap().run().await.unwrap();
+    assert_eq!(again.rows.read, 0, "the restored sources were at their end");
+    assert_same_rows("after restoring", &rows_as_text(&sink.batches()), &expected);
+}

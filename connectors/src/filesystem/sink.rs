@@ -412,8 +412,7 @@ impl Sink for FileSink {
     async fn commit_checkpoint(&mut self, checkpoint_id: u64) -> Result<(), EngineError> {
         let due = match self.staging.as_mut() {
             Some(staging) => {
-                let later = staging.pending.split_off(&(checkpoint_id + 1));
-                std::mem::replace(&mut staging.pending, later)
+                watershed_engine::checkpoint::take_through(&mut staging.pending, checkpoint_id)
             }
             None => return Ok(()),
         };

@@ -170,8 +170,7 @@ impl Sink for CollectSink {
         let Some(staging) = self.staging.as_mut() else {
             return Ok(());
         };
-        let later = staging.pending.split_off(&(checkpoint_id + 1));
-        let due = std::mem::replace(&mut staging.pending, later);
+        let due = watershed_engine::checkpoint::take_through(&mut staging.pending, checkpoint_id);
         for (id, batches) in due {
             self.append(Some(id), batches);
         }

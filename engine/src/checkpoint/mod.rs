@@ -13,4 +13,5 @@ pub use backend::{ObjectStoreBackend, StateBackend};
 pub use manifest::{CheckpointManifest, StateEntry};
 pub use state::{
     OperatorState, StatePart, check_schema, checkpoints_unsupported, malformed_state, state_column,
+    take_through,
 };

@@ -307,3 +307,18 @@ pub fn check_schema(found: &Schema, expected: &Schema) -> Result<()> {
     }
     Ok(())
 }
+
+/// Takes the entries of `pending` (staged output keyed by checkpoint id) that a
+/// completed checkpoint `id` covers: every id up to and including `id`.
+pub fn take_through<V>(
+    pending: &mut std::collections::BTreeMap<u64, V>,
+    id: u64,
+) -> std::collections::BTreeMap<u64, V> {
+    match id.checked_add(1) {
+        Some(next) => {
+            let later = pending.split_off(&next);
+            std::mem::replace(pending, later)
+        }
+        None => std::mem::take(pending),
+    }
+}

@@ -109,18 +109,26 @@ enum Report {
         states: Vec<(String, usize, OperatorState)>,
         alignment: Duration,
     },
-    Finished {
-        task: usize,
-    },
     /// The task stopped without finishing (failed or cancelled): no
     /// checkpoint in flight can complete any more.
     Failed,
-    /// A sink made checkpoint `checkpoint_id`'s output visible.
-    Committed {
-        checkpoint_id: u64,
+    /// The task reached the end of its input; its final state goes into the
+    /// final checkpoint, taken once every task has ended.
+    Final {
         task: usize,
+        states: Vec<(String, usize, OperatorState)>,
     },
+    /// A sink made checkpoint `checkpoint_id`'s output visible.
+    Committed { checkpoint_id: u64, task: usize },
 }
+
+/// What the coordinator announces once the final checkpoint (taken after every
+/// task reached the end of its input) is complete: sinks then make everything
+/// they staged visible.
+pub const FINAL_CHECKPOINT_DONE: u64 = u64::MAX;
+
+/// The key under which sinks stage their output at the end of their input.
+pub const FINAL_STAGE: u64 = u64::MAX - 1;
 
 /// Asks for a savepoint: answered once it completed and every sink committed it.
 pub type SavepointRequest = tokio::sync::oneshot::Sender<Result<CheckpointStats>>;
@@ -145,10 +153,34 @@ pub struct TaskCheckpointing {
 }
 
 impl TaskCheckpointing {
-    /// The task has processed all its input: checkpoints no longer wait for it.
-    /// (A handle dropped without this means the task failed.)
-    pub fn finish(mut self) {
+    /// The task has processed all its input and reports its final state
+    /// (node `position`'s for every `(position, state)`): checkpoints no longer
+    /// wait for it, and the final checkpoint holds this state. (A handle
+    /// dropped without this means the task failed.)
+    pub fn finish(mut self, states: Vec<(usize, OperatorState)>) {
+        self.report_final(states);
         self.finished = true;
+    }
+
+    /// Like [`TaskCheckpointing::finish`], for a sink that then waits for the
+    /// final checkpoint ([`FINAL_CHECKPOINT_DONE`]) before it commits.
+    pub fn report_final(&mut self, states: Vec<(usize, OperatorState)>) {
+        let states = self.named(states);
+        let _ = self.reports.send(Report::Final {
+            task: self.task,
+            states,
+        });
+        self.finished = true;
+    }
+
+    fn named(&self, states: Vec<(usize, OperatorState)>) -> Vec<(String, usize, OperatorState)> {
+        states
+            .into_iter()
+            .filter_map(|(position, state)| {
+                let id = self.operator_ids.get(position)?;
+                Some((id.clone(), self.instance, state))
+            })
+            .collect()
     }
 
     /// For source tasks: the checkpoint to take now, if one was triggered since
@@ -193,13 +225,7 @@ impl TaskCheckpointing {
         states: Vec<(usize, OperatorState)>,
         alignment: Duration,
     ) -> Result<()> {
-        let states = states
-            .into_iter()
-            .filter_map(|(position, state)| {
-                let id = self.operator_ids.get(position)?;
-                Some((id.clone(), self.instance, state))
-            })
-            .collect();
+        let states = self.named(states);
         self.reports
             .send(Report::Snapshot {
                 checkpoint_id,
@@ -213,12 +239,9 @@ impl TaskCheckpointing {
 
 impl Drop for TaskCheckpointing {
     fn drop(&mut self) {
-        let report = if self.finished {
-            Report::Finished { task: self.task }
-        } else {
-            Report::Failed
-        };
-        let _ = self.reports.send(report);
+        if !self.finished {
+            let _ = self.reports.send(Report::Failed);
+        }
     }
 }
 
@@ -331,6 +354,12 @@ impl Coordinator {
         let mut committing: Option<(CheckpointStats, HashSet<usize>, Vec<SavepointRequest>)> = None;
         let mut next_id = *triggers.borrow() + 1;
         let mut finished: HashSet<usize> = HashSet::new();
+        // Final states of the tasks that reached the end of their input: they
+        // go into every later checkpoint (an ended source split's position
+        // must not be missing from a checkpoint it no longer reports to).
+        let mut finals: std::collections::BTreeMap<usize, Vec<(String, usize, OperatorState)>> =
+            std::collections::BTreeMap::new();
+        let mut final_written = false;
         let mut failed = false;
         let mut in_flight: Option<InFlight> = None;
         let mut next_start = tokio::time::Instant::now() + settings.interval;
@@ -364,8 +393,9 @@ impl Coordinator {
             };
             match report {
                 None => return Ok(()),
-                Some(Report::Finished { task }) => {
+                Some(Report::Final { task, states }) => {
                     finished.insert(task);
+                    finals.insert(task, states);
                 }
                 Some(Report::Failed) => {
                     // A checkpoint must not complete without the failed
@@ -404,6 +434,11 @@ impl Coordinator {
                 (0..tasks).all(|t| f.reported.contains(&t) || finished.contains(&t))
             });
             if done && let Some(mut flight) = in_flight.take() {
+                for (task, states) in &finals {
+                    if !flight.reported.contains(task) {
+                        flight.states.extend(states.iter().cloned());
+                    }
+                }
                 let requests = std::mem::take(&mut flight.savepoint);
                 let stats = flight
                     .write(
@@ -426,6 +461,32 @@ impl Coordinator {
                 } else {
                     tokio::time::Instant::now()
                 };
+            }
+            // Every task reached the end of its input: the final checkpoint
+            // (sources at their end, the operators' final state, the sinks'
+            // last staged output), then the sinks commit everything. A crash
+            // before it is written restores the last periodic checkpoint, and
+            // nothing after that was visible yet.
+            if finished.len() == tasks && !final_written && !failed && in_flight.is_none() {
+                final_written = true;
+                let mut flight = InFlight::new(next_id);
+                next_id += 1;
+                flight.states = std::mem::take(&mut finals)
+                    .into_values()
+                    .flatten()
+                    .collect();
+                let stats = flight
+                    .write(
+                        settings.backend.as_ref(),
+                        &job,
+                        &fingerprint,
+                        &parallelism,
+                        false,
+                    )
+                    .await?;
+                settings.backend.retain(settings.num_retained).await?;
+                log.push(stats);
+                completed.send_replace(FINAL_CHECKPOINT_DONE);
             }
             // A savepoint is done once every open sink committed it.
             if committing

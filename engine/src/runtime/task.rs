@@ -18,7 +18,7 @@ use crate::message::Message;
 use crate::metrics::NodeMetrics;
 use crate::operator::{Operator, Output};
 use crate::runtime::alignment::BarrierAligner;
-use crate::runtime::checkpointing::TaskCheckpointing;
+use crate::runtime::checkpointing::{FINAL_CHECKPOINT_DONE, FINAL_STAGE, TaskCheckpointing};
 use crate::runtime::exchange::{Envelope, OutputEdge};
 use crate::runtime::split_pacer::SplitTurn;
 use crate::sink::Sink;
@@ -230,7 +230,10 @@ pub async fn run_source_task(
         route_all(&outputs, &mut pending).await?;
         if end {
             if let Some(cp) = checkpointing.take() {
-                cp.finish();
+                // The split's end position and its chain's final state.
+                let mut states = vec![(0, source.snapshot().map_err(|e| e.in_node(&name))?)];
+                states.extend(chain.snapshot()?.into_iter().map(|(p, s)| (p + 1, s)));
+                cp.finish(states);
             }
             return Ok(());
         }
@@ -468,7 +471,7 @@ pub async fn run_operator_task(
                         chain.push(input, Message::End, &mut pending)?;
                         route_all(&outputs, &mut pending).await?;
                         if let Some(cp) = checkpointing.take() {
-                            cp.finish();
+                            cp.finish(chain.snapshot()?);
                         }
                         return Ok(());
                     }
@@ -556,10 +559,26 @@ pub async fn run_sink_task(
                 Message::End => {
                     tracker.end(envelope.input, envelope.sender)?;
                     if tracker.all_ended() {
-                        sink.finish().await.map_err(|e| e.in_node(&name))?;
-                        if let Some(cp) = checkpointing.take() {
-                            cp.finish();
+                        if let Some(mut cp) = checkpointing.take() {
+                            // Staged, not visible, until the final checkpoint
+                            // (taken once every task ended) is complete.
+                            let state = sink
+                                .prepare_checkpoint(FINAL_STAGE)
+                                .await
+                                .map_err(|e| e.in_node(&name))?;
+                            cp.report_final(state.map(|s| (0, s)).into_iter().collect());
+                            loop {
+                                let id = cp.next_completed().await;
+                                sink.commit_checkpoint(id)
+                                    .await
+                                    .map_err(|e| e.in_node(&name))?;
+                                cp.committed(id);
+                                if id == FINAL_CHECKPOINT_DONE {
+                                    break;
+                                }
+                            }
                         }
+                        sink.finish().await.map_err(|e| e.in_node(&name))?;
                         return Ok(());
                     }
                 }
