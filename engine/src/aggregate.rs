@@ -537,18 +537,7 @@ impl GroupedAggregates {
     /// afterwards this state holds the groups of both, as if it had seen the
     /// rows of both.
     pub fn merge_state(&mut self, state: &StateBatch) -> Result<()> {
-        let keys = state
-            .keys
-            .iter()
-            .zip(self.group_schema.fields())
-            .map(|(k, f)| {
-                if k.data_type() == f.data_type() {
-                    Ok(Arc::clone(k))
-                } else {
-                    cast(k, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = cast_to_fields(state.keys.clone(), self.group_schema.fields())?;
         if !self.assign_groups(&keys, state.num_groups)? {
             return Ok(());
         }
@@ -597,17 +586,7 @@ impl GroupedAggregates {
     pub fn emit(&mut self, schema: &SchemaRef) -> Result<RecordBatch> {
         let (mut columns, aggregates) = self.evaluate()?;
         columns.extend(aggregates);
-        let columns = columns
-            .into_iter()
-            .zip(schema.fields())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    cast(&c, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let columns = cast_to_fields(columns, schema.fields())?;
         Ok(RecordBatch::try_new(schema.clone(), columns)?)
     }
 
@@ -644,4 +623,25 @@ impl GroupedAggregates {
         }
         Ok(true)
     }
+}
+
+/// Casts each column to the type of its field (pairwise; columns of the right
+/// type are kept as they are). Accumulators and interned keys may come out as
+/// a wider or narrower type than the schema declares.
+pub fn cast_to_fields(
+    columns: Vec<ArrayRef>,
+    fields: &datafusion::arrow::datatypes::Fields,
+) -> Result<Vec<ArrayRef>> {
+    columns
+        .into_iter()
+        .zip(fields.iter())
+        .map(|(c, f)| {
+            if c.data_type() == f.data_type() {
+                Ok(c)
+            } else {
+                cast(&c, f.data_type())
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(crate::error::EngineError::from)
 }

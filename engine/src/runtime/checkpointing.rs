@@ -348,6 +348,13 @@ impl Coordinator {
         } = self;
         drop(reports_tx);
         drop(savepoints_tx);
+        let target = CheckpointTarget {
+            settings: &settings,
+            job: &job,
+            fingerprint: &fingerprint,
+            parallelism: &parallelism,
+            log: &log,
+        };
         // Savepoint requests waiting for the next checkpoint to start, and the
         // savepoint waiting for its sinks' commits.
         let mut requested: Vec<SavepointRequest> = Vec::new();
@@ -440,18 +447,8 @@ impl Coordinator {
                     }
                 }
                 let requests = std::mem::take(&mut flight.savepoint);
-                let stats = flight
-                    .write(
-                        settings.backend.as_ref(),
-                        &job,
-                        &fingerprint,
-                        &parallelism,
-                        !requests.is_empty(),
-                    )
-                    .await?;
-                settings.backend.retain(settings.num_retained).await?;
+                let stats = target.complete(flight, !requests.is_empty()).await?;
                 completed.send_replace(stats.id);
-                log.push(stats.clone());
                 if !requests.is_empty() {
                     let waiting = sinks.difference(&finished).copied().collect();
                     committing = Some((stats, waiting, requests));
@@ -475,17 +472,7 @@ impl Coordinator {
                     .into_values()
                     .flatten()
                     .collect();
-                let stats = flight
-                    .write(
-                        settings.backend.as_ref(),
-                        &job,
-                        &fingerprint,
-                        &parallelism,
-                        false,
-                    )
-                    .await?;
-                settings.backend.retain(settings.num_retained).await?;
-                log.push(stats);
+                target.complete(flight, false).await?;
                 completed.send_replace(FINAL_CHECKPOINT_DONE);
             }
             // A savepoint is done once every open sink committed it.
@@ -499,6 +486,35 @@ impl Coordinator {
                 }
             }
         }
+    }
+}
+
+/// Where and as what a job's checkpoints are written.
+struct CheckpointTarget<'a> {
+    settings: &'a CheckpointSettings,
+    job: &'a str,
+    fingerprint: &'a str,
+    parallelism: &'a std::collections::BTreeMap<String, usize>,
+    log: &'a CheckpointLog,
+}
+
+impl CheckpointTarget<'_> {
+    /// Writes a checkpoint whose every task has reported, applies retention
+    /// and logs it.
+    async fn complete(&self, flight: InFlight, savepoint: bool) -> Result<CheckpointStats> {
+        let backend = self.settings.backend.as_ref();
+        let stats = flight
+            .write(
+                backend,
+                self.job,
+                self.fingerprint,
+                self.parallelism,
+                savepoint,
+            )
+            .await?;
+        backend.retain(self.settings.num_retained).await?;
+        self.log.push(stats.clone());
+        Ok(stats)
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{BooleanArray, Int64Array, RecordBatchOptions, UInt32Array};
 use datafusion::arrow::compute::kernels::cmp::distinct;
-use datafusion::arrow::compute::{cast, concat, concat_batches, or, take};
+use datafusion::arrow::compute::{concat, concat_batches, or, take};
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::EmitTo;
@@ -269,17 +269,7 @@ impl Operator for UpdatingAggregateOperator {
         for (o, n) in old.iter().zip(&new) {
             columns.push(take(concat(&[o, n])?.as_ref(), &indices, None)?);
         }
-        let mut columns = columns
-            .into_iter()
-            .zip(fields.iter())
-            .map(|(c, f)| {
-                if c.data_type() == f.data_type() {
-                    Ok(c)
-                } else {
-                    cast(&c, f.data_type())
-                }
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut columns = crate::aggregate::cast_to_fields(columns, fields)?;
         columns.push(row_kind_array(&kinds));
         out.batch(RecordBatch::try_new(self.output_schema.clone(), columns)?);
         Ok(())
