@@ -31,7 +31,8 @@ pub mod settings {
     pub const PARALLELISM: &str = "parallelism.default";
     /// Time between checkpoints (Flink's key); unset means no checkpoints.
     pub const CHECKPOINT_INTERVAL: &str = "execution.checkpointing.interval";
-    /// Where checkpoints go: `file:///dir` or a directory path (Flink 2's key).
+    /// Where checkpoints go: `file:///dir`, a directory path, or
+    /// `s3://bucket/prefix` with the `s3.*` options (Flink 2's key).
     pub const CHECKPOINT_DIR: &str = "execution.checkpointing.dir";
     /// How many completed checkpoints to keep (Flink's key; default 1).
     pub const CHECKPOINT_RETAINED: &str = "execution.checkpointing.num-retained";
@@ -169,7 +170,10 @@ impl StreamContext {
                 settings::CHECKPOINT_DIR
             ))
         })?;
-        Ok(Arc::new(ObjectStoreBackend::open(dir)?))
+        Ok(Arc::new(ObjectStoreBackend::open_with_options(
+            dir,
+            catalog.settings(),
+        )?))
     }
 
     /// Makes the next job start from the newest completed checkpoint in

@@ -52,21 +52,45 @@ fn window_query(window: &str) -> String {
 /// The TUMBLE window of the first checkpoint tests.
 const TUMBLE: &str = "TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES)";
 
+/// Where a test job's checkpoints go and at what parallelism it runs.
+#[derive(Debug, Clone)]
+struct Checkpoints {
+    /// `execution.checkpointing.dir`.
+    url: String,
+    /// More `SET` statements (the store's options).
+    settings: String,
+    /// `parallelism.default`.
+    parallelism: usize,
+}
+
+impl Checkpoints {
+    /// Checkpoints in local directory `dir`, at parallelism 2.
+    fn local(dir: &str) -> Self {
+        Checkpoints {
+            url: format!("file://{dir}"),
+            settings: String::new(),
+            parallelism: 2,
+        }
+    }
+}
+
 async fn context(
     sink: &CollectSinkFactory,
     out: &str,
     rate: Option<u64>,
-    checkpoints: Option<&str>,
+    checkpoints: Option<&Checkpoints>,
 ) -> StreamContext {
     let ctx = StreamContext::new();
     ctx.connectors()
         .register_memory_sink("out", Arc::new(sink.clone()));
-    if let Some(dir) = checkpoints {
+    if let Some(checkpoints) = checkpoints {
         ctx.sql(&format!(
             "SET 'execution.checkpointing.interval' = '20 ms';
-             SET 'execution.checkpointing.dir' = 'file://{dir}';
+             SET 'execution.checkpointing.dir' = '{}';
              SET 'execution.checkpointing.num-retained' = '2';
-             SET 'parallelism.default' = '2';"
+             SET 'parallelism.default' = '{}';
+             {}",
+            checkpoints.url, checkpoints.parallelism, checkpoints.settings
         ))
         .await
         .unwrap();
@@ -107,6 +131,20 @@ impl Output {
 /// and restored from the latest: the restored job must commit what the
 /// uninterrupted run did.
 async fn assert_restore_replays(out: &str, query: &str, output: Output) {
+    let dir = tempfile::tempdir().unwrap();
+    let checkpoints = Checkpoints::local(&dir.path().display().to_string());
+    assert_restore_replays_in(out, query, output, &checkpoints, &checkpoints).await;
+}
+
+/// [`assert_restore_replays`] with the first attempt's checkpoints `first` and
+/// the restored attempt's `second` (the same store, maybe another parallelism).
+async fn assert_restore_replays_in(
+    out: &str,
+    query: &str,
+    output: Output,
+    first: &Checkpoints,
+    second: &Checkpoints,
+) {
     // The expected rows: one run without checkpoints.
     let expected_sink = CollectSinkFactory::new();
     let ctx = context(&expected_sink, out, None, None).await;
@@ -114,12 +152,10 @@ async fn assert_restore_replays(out: &str, query: &str, output: Output) {
     let expected = output.rows(&expected_sink.batches());
     assert!(expected.len() > 400, "{} rows", expected.len());
 
-    let dir = tempfile::tempdir().unwrap();
-    let dir = dir.path().display().to_string();
     let sink = CollectSinkFactory::new();
 
     // First attempt: stopped (as by a crash) after three completed checkpoints.
-    let ctx = context(&sink, out, Some(RATE), Some(&dir)).await;
+    let ctx = context(&sink, out, Some(RATE), Some(first)).await;
     let job = ctx.sql(query).await.unwrap().start_with_sink(None).unwrap();
     let waited = tokio::time::timeout(Duration::from_secs(20), async {
         while job.checkpoints().len() < 3 {
@@ -151,12 +187,12 @@ async fn assert_restore_replays(out: &str, query: &str, output: Output) {
     );
     for stats in &taken {
         assert!(stats.bytes > 0, "{stats:?}");
-        assert!(stats.location.starts_with("file://"), "{stats:?}");
+        assert!(stats.location.starts_with(&first.url), "{stats:?}");
     }
 
     // Second attempt: the same query (the rate is part of its source's
     // definition), restored from the latest checkpoint.
-    let ctx = context(&sink, out, Some(RATE), Some(&dir)).await;
+    let ctx = context(&sink, out, Some(RATE), Some(second)).await;
     let restored = ctx.restore_latest().await.unwrap();
     assert!(
         restored.is_some_and(|id| id >= taken.last().map_or(0, |s| s.id)),
@@ -238,11 +274,23 @@ async fn restoring_into_a_changed_query_is_refused_naming_what_changed() {
     let dir = dir.path().display().to_string();
     let sink = CollectSinkFactory::new();
     let query = window_query(TUMBLE);
-    let ctx = context(&sink, WINDOW_OUT, Some(200_000), Some(&dir)).await;
+    let ctx = context(
+        &sink,
+        WINDOW_OUT,
+        Some(200_000),
+        Some(&Checkpoints::local(&dir)),
+    )
+    .await;
     let result = ctx.sql(&query).await.unwrap().run().await.unwrap();
     assert!(!result.checkpoints.is_empty(), "the run took checkpoints");
 
-    let ctx = context(&sink, WINDOW_OUT, Some(200_000), Some(&dir)).await;
+    let ctx = context(
+        &sink,
+        WINDOW_OUT,
+        Some(200_000),
+        Some(&Checkpoints::local(&dir)),
+    )
+    .await;
     ctx.restore_latest().await.unwrap();
     let changed = query.replace("INTERVAL '1' MINUTES", "INTERVAL '2' MINUTES");
     let err = ctx
@@ -431,15 +479,137 @@ async fn a_finished_job_ends_with_a_final_checkpoint_and_its_restore_adds_nothin
     let dir = tempfile::tempdir().unwrap();
     let dir = dir.path().display().to_string();
     let sink = CollectSinkFactory::new();
-    let ctx = context(&sink, WINDOW_OUT, Some(200_000), Some(&dir)).await;
+    let ctx = context(
+        &sink,
+        WINDOW_OUT,
+        Some(200_000),
+        Some(&Checkpoints::local(&dir)),
+    )
+    .await;
     let result = ctx.sql(&query).await.unwrap().run().await.unwrap();
     let last = result.checkpoints.last().expect("the final checkpoint");
     assert_same_rows("finished run", &rows_as_text(&sink.batches()), &expected);
 
     // Restoring the final checkpoint: sources at their end, nothing new.
-    let ctx = context(&sink, WINDOW_OUT, Some(200_000), Some(&dir)).await;
+    let ctx = context(
+        &sink,
+        WINDOW_OUT,
+        Some(200_000),
+        Some(&Checkpoints::local(&dir)),
+    )
+    .await;
     assert_eq!(ctx.restore_latest().await.unwrap(), Some(last.id));
     let again = ctx.sql(&query).await.unwrap().run().await.unwrap();
     assert_eq!(again.rows.read, 0, "the restored sources were at their end");
     assert_same_rows("after restoring", &rows_as_text(&sink.batches()), &expected);
+}
+
+/// A local S3-compatible server (moto's `moto_server`, from PyPI) on a free
+/// port, stopped when dropped.
+struct S3Server {
+    child: std::process::Child,
+    endpoint: String,
+}
+
+impl S3Server {
+    /// Starts `moto_server`, or `None` (with a loud message) when it is not
+    /// installed outside CI; under CI (`.ci/run` installs it) its absence fails.
+    fn start() -> Option<S3Server> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(e) if std::env::var_os("CI").is_none() => {
+                eprintln!(
+                    "\n*** SKIPPED: the S3 checkpoint test needs moto_server \
+                     (pip install 'moto[server]'): {e} ***\n"
+                );
+                return None;
+            }
+            Err(e) => panic!("moto_server must be installed under CI (.ci/run does): {e}"),
+        };
+        let server = S3Server {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "moto_server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(server)
+    }
+
+    /// Creates `bucket` (moto accepts unsigned requests).
+    fn create_bucket(&self, bucket: &str) {
+        use std::io::{Read, Write};
+        let address = self.endpoint.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(address).unwrap();
+        write!(
+            stream,
+            "PUT /{bucket} HTTP/1.1\r\nHost: {address}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkpoints_in_an_s3_store_restore_the_uninterrupted_rows() {
+    let Some(server) = S3Server::start() else {
+        return;
+    };
+    server.create_bucket("checkpoints");
+    let checkpoints = Checkpoints {
+        url: "s3://checkpoints/jobs/tumble".into(),
+        settings: format!(
+            "SET 's3.endpoint' = '{}';
+             SET 's3.access-key' = 'test';
+             SET 's3.secret-key' = 'test';
+             SET 's3.path.style.access' = 'true';",
+            server.endpoint
+        ),
+        parallelism: 2,
+    };
+    assert_restore_replays_in(
+        WINDOW_OUT,
+        &window_query(TUMBLE),
+        Output::Rows,
+        &checkpoints,
+        &checkpoints,
+    )
+    .await;
+
+    // A bucket that does not exist: the error names the store and the bucket.
+    let sink = CollectSinkFactory::new();
+    let missing = Checkpoints {
+        url: "s3://no-such-bucket/x".into(),
+        ..checkpoints.clone()
+    };
+    let ctx = context(&sink, WINDOW_OUT, Some(RATE), Some(&missing)).await;
+    let err = ctx.restore_latest().await.unwrap_err().to_string();
+    assert!(err.contains("s3://no-such-bucket/x"), "{err}");
+    assert!(
+        err.contains("NoSuchBucket") || err.contains("does not exist"),
+        "{err}"
+    );
 }

@@ -1,5 +1,6 @@
 //! Where checkpoints are stored: the [`StateBackend`] trait and its
-//! implementation over the `object_store` crate (a local directory or memory).
+//! implementation over the `object_store` crate (a local directory, memory, or
+//! an S3-compatible store).
 //!
 //! Layout under the backend's root, one directory per checkpoint:
 //!
@@ -12,7 +13,7 @@
 //! manifest is missing was interrupted and is never restored; retention deletes
 //! it once a later checkpoint completes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -24,6 +25,7 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::checkpoint::manifest::CheckpointManifest;
+use crate::checkpoint::s3::open_s3;
 use crate::error::{EngineError, Result};
 
 /// The name of the manifest object in a checkpoint's directory.
@@ -73,8 +75,15 @@ pub struct ObjectStoreBackend {
 
 impl ObjectStoreBackend {
     /// Opens the store a URL names: `file:///abs/dir` (or a plain directory
-    /// path), created if missing, or `memory://` (this process only, for tests).
+    /// path), created if missing, `memory://` (this process only, for tests),
+    /// or `s3://bucket/prefix` configured by the `AWS_*` environment variables.
     pub fn open(url: &str) -> Result<Self> {
+        Self::open_with_options(url, &BTreeMap::new())
+    }
+
+    /// Like [`ObjectStoreBackend::open`], with session settings: an `s3://`
+    /// store reads Flink's `s3.*` options from them (see [`super::s3`]).
+    pub fn open_with_options(url: &str, options: &BTreeMap<String, String>) -> Result<Self> {
         let fail = |message: String| EngineError::CheckpointStorage {
             location: url.to_string(),
             message,
@@ -84,9 +93,15 @@ impl ObjectStoreBackend {
         }
         let dir = match url.split_once("://") {
             Some(("file", path)) => path,
+            Some(("s3", _)) => {
+                return Ok(ObjectStoreBackend {
+                    store: open_s3(url, options)?,
+                    location: url.to_string(),
+                });
+            }
             Some((scheme, _)) => {
                 return Err(fail(format!(
-                    "unsupported scheme '{scheme}://' (supported: file://, memory://)"
+                    "unsupported scheme '{scheme}://' (supported: file://, s3://, memory://)"
                 )));
             }
             None => url,
@@ -380,10 +395,10 @@ mod tests {
 
     #[tokio::test]
     async fn bad_urls_and_names_are_refused_with_a_reason() {
-        let s3 = ObjectStoreBackend::open("s3://bucket/x")
+        let gcs = ObjectStoreBackend::open("gs://bucket/x")
             .unwrap_err()
             .to_string();
-        assert!(s3.contains("unsupported scheme 's3://'"), "{s3}");
+        assert!(gcs.contains("unsupported scheme 'gs://'"), "{gcs}");
         let empty = ObjectStoreBackend::open("file://").unwrap_err().to_string();
         assert!(empty.contains("no directory"), "{empty}");
 

@@ -7,6 +7,7 @@
 pub mod backend;
 pub mod ipc;
 pub mod manifest;
+pub mod s3;
 pub mod state;
 
 pub use backend::{ObjectStoreBackend, StateBackend};
