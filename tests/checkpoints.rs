@@ -10,6 +10,7 @@ use common::{assert_same_rows, replay_changelog, rows_as_text};
 use datafusion::arrow::array::RecordBatch;
 use watershed::StreamContext;
 use watershed::connectors::memory::CollectSinkFactory;
+use watershed::engine::checkpoint::{ObjectStoreBackend, StateBackend};
 
 /// Payments from the generator, paced so that a run lasts long enough for a
 /// few checkpoints, a second generated table `later` (other payments of the
@@ -70,6 +71,14 @@ impl Checkpoints {
             url: format!("file://{dir}"),
             settings: String::new(),
             parallelism: 2,
+        }
+    }
+
+    /// The same store at another parallelism.
+    fn at_parallelism(&self, parallelism: usize) -> Self {
+        Checkpoints {
+            parallelism,
+            ..self.clone()
         }
     }
 }
@@ -200,72 +209,198 @@ async fn assert_restore_replays_in(
     );
     let result = ctx.sql(query).await.unwrap().run().await.unwrap();
     assert!(result.rows.written > 0);
-
     assert_same_rows("restored run", &output.rows(&sink.batches()), &expected);
+
+    if second.parallelism != first.parallelism {
+        // The keyed operators and what follows them did run at the new
+        // parallelism, and sources kept their splits: the final checkpoint's
+        // manifest says so.
+        let options = std::collections::BTreeMap::new();
+        let backend = ObjectStoreBackend::open_with_options(&second.url, &options).unwrap();
+        let manifest = backend.latest_completed().await.unwrap().unwrap();
+        let of = |kind: &str| -> Vec<usize> {
+            manifest
+                .parallelism
+                .iter()
+                .filter(|(id, _)| id.contains(kind))
+                .map(|(_, p)| *p)
+                .collect()
+        };
+        assert!(
+            of("Sink").iter().all(|&p| p == second.parallelism)
+                && of("Source").iter().all(|&p| p == first.parallelism),
+            "{:?}",
+            manifest.parallelism
+        );
+    }
+}
+
+/// A query of the restore tests: the columns of `out`, the query, and how its
+/// output is compared.
+struct Case {
+    out: &'static str,
+    query: String,
+    output: Output,
+}
+
+impl Case {
+    fn window(window: &str) -> Case {
+        Case {
+            out: WINDOW_OUT,
+            query: window_query(window),
+            output: Output::Rows,
+        }
+    }
+
+    fn tumble() -> Case {
+        Case::window(TUMBLE)
+    }
+
+    fn hop() -> Case {
+        Case::window(
+            "HOP(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES, INTERVAL '5' MINUTES)",
+        )
+    }
+
+    fn cumulate() -> Case {
+        Case::window(
+            "CUMULATE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES, INTERVAL '5' MINUTES)",
+        )
+    }
+
+    fn session() -> Case {
+        Case::window(
+            "SESSION(TABLE payments PARTITION BY card_id, DESCRIPTOR(event_time), INTERVAL '8' SECOND)",
+        )
+    }
+
+    fn left_interval_join() -> Case {
+        Case {
+            out: "txn_id BIGINT, card_id BIGINT, amount DECIMAL(18, 2), later_txn BIGINT, \
+                  later_amount DECIMAL(18, 2)",
+            query: "INSERT INTO out
+                SELECT a.txn_id, a.card_id, a.amount, b.txn_id, b.amount
+                FROM payments a LEFT JOIN later b
+                ON a.card_id = b.card_id
+                AND b.event_time BETWEEN a.event_time AND a.event_time + INTERVAL '10' SECOND"
+                .into(),
+            output: Output::Rows,
+        }
+    }
+
+    fn updating_aggregate() -> Case {
+        Case {
+            out: "card_id BIGINT, total DECIMAL(38, 2), merchants BIGINT",
+            query: "INSERT INTO out
+                SELECT card_id, SUM(amount), COUNT(DISTINCT merchant_id)
+                FROM payments GROUP BY card_id"
+                .into(),
+            output: Output::Changelog,
+        }
+    }
+
+    /// Over the TVF's rows, so the ranking buffers rows across checkpoints
+    /// (over a window aggregate it would rank each window as it fires).
+    fn window_top_n() -> Case {
+        Case {
+            out: "window_start TIMESTAMP(3), window_end TIMESTAMP(3), txn_id BIGINT, \
+                  amount DECIMAL(18, 2), rownum BIGINT",
+            query: "INSERT INTO out
+                SELECT * FROM (
+                  SELECT window_start, window_end, txn_id, amount,
+                         ROW_NUMBER() OVER (PARTITION BY window_start, window_end
+                                            ORDER BY amount DESC, txn_id) AS rownum
+                  FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '10' SECONDS))
+                ) AS ranked WHERE rownum <= 10"
+                .into(),
+            output: Output::Rows,
+        }
+    }
+
+    /// Checkpointed at parallelism 2, restored at the same.
+    async fn assert_restore_replays(&self) {
+        assert_restore_replays(self.out, &self.query, self.output).await;
+    }
+
+    /// Checkpointed at parallelism `from`, restored at `to`: keyed state
+    /// moves between instances by key group.
+    async fn assert_rescaled_restore_replays(&self, from: usize, to: usize) {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Checkpoints::local(&dir.path().display().to_string()).at_parallelism(from);
+        let second = first.at_parallelism(to);
+        assert_restore_replays_in(self.out, &self.query, self.output, &first, &second).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_restored_from_its_latest_checkpoint_commits_the_uninterrupted_rows() {
-    assert_restore_replays(WINDOW_OUT, &window_query(TUMBLE), Output::Rows).await;
+    Case::tumble().assert_restore_replays().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_hop_aggregate_commits_the_uninterrupted_rows() {
-    let query = window_query(
-        "HOP(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES, INTERVAL '5' MINUTES)",
-    );
-    assert_restore_replays(WINDOW_OUT, &query, Output::Rows).await;
+    Case::hop().assert_restore_replays().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_cumulate_aggregate_commits_the_uninterrupted_rows() {
-    let query = window_query(
-        "CUMULATE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES, INTERVAL '5' MINUTES)",
-    );
-    assert_restore_replays(WINDOW_OUT, &query, Output::Rows).await;
+    Case::cumulate().assert_restore_replays().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_left_interval_join_commits_the_uninterrupted_rows() {
-    let out = "txn_id BIGINT, card_id BIGINT, amount DECIMAL(18, 2), later_txn BIGINT, later_amount DECIMAL(18, 2)";
-    let query = "INSERT INTO out
-        SELECT a.txn_id, a.card_id, a.amount, b.txn_id, b.amount
-        FROM payments a LEFT JOIN later b
-        ON a.card_id = b.card_id
-        AND b.event_time BETWEEN a.event_time AND a.event_time + INTERVAL '10' SECOND";
-    assert_restore_replays(out, query, Output::Rows).await;
+    Case::left_interval_join().assert_restore_replays().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_updating_aggregate_ends_at_the_uninterrupted_table() {
-    let out = "card_id BIGINT, total DECIMAL(38, 2), merchants BIGINT";
-    let query = "INSERT INTO out
-        SELECT card_id, SUM(amount), COUNT(DISTINCT merchant_id) FROM payments GROUP BY card_id";
-    assert_restore_replays(out, query, Output::Changelog).await;
+    Case::updating_aggregate().assert_restore_replays().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_session_aggregate_commits_the_uninterrupted_rows() {
-    let query = window_query(
-        "SESSION(TABLE payments PARTITION BY card_id, DESCRIPTOR(event_time), INTERVAL '8' SECOND)",
-    );
-    assert_restore_replays(WINDOW_OUT, &query, Output::Rows).await;
+    Case::session().assert_restore_replays().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_window_top_n_commits_the_uninterrupted_rows() {
-    // Over the TVF's rows, so the ranking buffers rows across checkpoints
-    // (over a window aggregate it would rank each window as it fires).
-    let out = "window_start TIMESTAMP(3), window_end TIMESTAMP(3), txn_id BIGINT, \
-        amount DECIMAL(18, 2), rownum BIGINT";
-    let query = "INSERT INTO out
-        SELECT * FROM (
-          SELECT window_start, window_end, txn_id, amount,
-                 ROW_NUMBER() OVER (PARTITION BY window_start, window_end
-                                    ORDER BY amount DESC, txn_id) AS rownum
-          FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '10' SECONDS))
-        ) AS ranked WHERE rownum <= 10";
-    assert_restore_replays(out, query, Output::Rows).await;
+    Case::window_top_n().assert_restore_replays().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn window_aggregates_restored_at_another_parallelism_commit_the_uninterrupted_rows() {
+    Case::tumble().assert_rescaled_restore_replays(2, 3).await;
+    Case::tumble().assert_rescaled_restore_replays(1, 2).await;
+    Case::hop().assert_rescaled_restore_replays(2, 1).await;
+    Case::cumulate().assert_rescaled_restore_replays(3, 2).await;
+    Case::session().assert_rescaled_restore_replays(2, 3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_left_interval_join_restored_at_another_parallelism_commits_the_uninterrupted_rows() {
+    Case::left_interval_join()
+        .assert_rescaled_restore_replays(2, 3)
+        .await;
+    Case::left_interval_join()
+        .assert_rescaled_restore_replays(3, 1)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_updating_aggregate_restored_at_another_parallelism_ends_at_the_uninterrupted_table() {
+    Case::updating_aggregate()
+        .assert_rescaled_restore_replays(2, 3)
+        .await;
+    Case::updating_aggregate()
+        .assert_rescaled_restore_replays(2, 1)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_window_top_n_restored_at_another_parallelism_commits_the_uninterrupted_rows() {
+    Case::window_top_n()
+        .assert_rescaled_restore_replays(2, 3)
+        .await;
 }
 
 #[tokio::test]

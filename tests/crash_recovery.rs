@@ -210,15 +210,7 @@ fn twenty_sigkills_commit_the_uninterrupted_rows(job: Job) {
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
 
-    // The uninterrupted run.
-    let expected_out = root.join("expected");
-    let expected_script = root.join("expected.sql");
-    std::fs::write(&expected_script, script(&expected_out, None, job)).expect("script");
-    let status = watershed(&expected_script, false)
-        .status()
-        .expect("run watershed");
-    assert!(status.success());
-    let expected = job.output(&expected_out);
+    let expected = uninterrupted_output(root, job);
     assert!(expected.len() > 1_000, "{} rows", expected.len());
     let changelog = matches!(job, Job::UpdatingAggregate);
 
@@ -296,12 +288,7 @@ fn twenty_sigkills_commit_the_uninterrupted_rows(job: Job) {
     assert_eq!(kills, 20, "the job finished before it was killed 20 times");
     assert_eq!(got.len(), expected.len(), "row count after {kills} kills");
     assert!(got == expected, "rows differ after {kills} kills");
-    let hidden: Vec<String> = std::fs::read_dir(&out)
-        .expect("out")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(hidden.is_empty(), "in-progress files left: {hidden:?}");
+    assert_no_in_progress_files(&out);
 }
 
 #[test]
@@ -311,16 +298,7 @@ fn sigterm_takes_a_savepoint_and_the_restored_run_completes_the_output() {
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let dir = tempfile::tempdir().expect("tempdir");
     let root = dir.path();
-    let expected_out = root.join("expected");
-    let expected_script = root.join("expected.sql");
-    std::fs::write(&expected_script, script(&expected_out, None, Job::Tumble)).expect("script");
-    assert!(
-        watershed(&expected_script, false)
-            .status()
-            .expect("run")
-            .success()
-    );
-    let expected = committed_rows(&expected_out);
+    let expected = uninterrupted_output(root, Job::Tumble);
 
     // Checkpoints every 10 minutes: only the savepoint can commit anything.
     let out = root.join("out");
@@ -362,4 +340,82 @@ fn sigterm_takes_a_savepoint_and_the_restored_run_completes_the_output() {
         committed_rows(&out) == expected,
         "rows differ after the savepoint"
     );
+}
+
+#[test]
+fn sigkilled_runs_restored_at_other_parallelisms_commit_the_uninterrupted_rows() {
+    let _turn = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path();
+    let expected = uninterrupted_output(root, Job::Tumble);
+
+    // The same job at parallelism 2, then 3, each killed mid-stream, then
+    // finished at parallelism 1: part files of the old instances are
+    // committed or discarded by the instances that take them over.
+    let out = root.join("out");
+    let checkpoints = root.join("checkpoints");
+    let at_parallelism = |p: usize| {
+        let path = root.join(format!("job-{p}.sql"));
+        let text = script(&out, Some(&checkpoints), Job::Tumble).replace(
+            "SET 'parallelism.default' = '2';",
+            &format!("SET 'parallelism.default' = '{p}';"),
+        );
+        std::fs::write(&path, text).expect("script");
+        path
+    };
+    for (attempt, parallelism) in [2, 3].into_iter().enumerate() {
+        let mut child = watershed(&at_parallelism(parallelism), attempt > 0)
+            .spawn()
+            .expect("spawn");
+        std::thread::sleep(Duration::from_millis(1_500));
+        assert!(
+            child.try_wait().expect("try_wait").is_none(),
+            "the run at parallelism {parallelism} ended before the kill"
+        );
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+        let visible = committed_rows(&out);
+        assert!(
+            visible.iter().all(|r| expected.binary_search(r).is_ok()),
+            "after the kill at parallelism {parallelism}"
+        );
+    }
+    assert!(
+        !committed_rows(&out).is_empty(),
+        "checkpoints committed rows"
+    );
+    let output = watershed(&at_parallelism(1), true)
+        .output()
+        .expect("restore");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("restoring checkpoint"), "{stderr}");
+    let got = committed_rows(&out);
+    assert_eq!(got.len(), expected.len(), "row count");
+    assert!(got == expected, "rows differ after restores at 3 and 1");
+    assert_no_in_progress_files(&out);
+}
+
+/// The output of `job` run once without checkpoints, under `root/expected`.
+fn uninterrupted_output(root: &Path, job: Job) -> Vec<String> {
+    let expected_out = root.join("expected");
+    let expected_script = root.join("expected.sql");
+    std::fs::write(&expected_script, script(&expected_out, None, job)).expect("script");
+    let status = watershed(&expected_script, false)
+        .status()
+        .expect("run watershed");
+    assert!(status.success());
+    job.output(&expected_out)
+}
+
+/// Fails when `dir` holds hidden (in-progress) part files.
+fn assert_no_in_progress_files(dir: &Path) {
+    let hidden: Vec<String> = std::fs::read_dir(dir)
+        .expect("out")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(hidden.is_empty(), "in-progress files left: {hidden:?}");
 }

@@ -65,4 +65,11 @@ impl Sink for BlackholeSink {
     ) -> Result<(), EngineError> {
         Ok(())
     }
+
+    async fn restore_rescaled(
+        &mut self,
+        _rescaled: watershed_engine::checkpoint::Rescaled,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
 }

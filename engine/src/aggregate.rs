@@ -128,6 +128,31 @@ impl AggregateInput {
 }
 
 impl AggregateSpec {
+    /// The names of the state key columns (`k<i>`, see [`StateBatch::columns`])
+    /// that hold the input columns `input_keys` a hash exchange routes by: a
+    /// restore at another parallelism splits the state by them.
+    pub fn state_key_names(&self, input_keys: &[usize]) -> Result<Vec<String>> {
+        use datafusion::physical_expr::expressions::Column;
+        input_keys
+            .iter()
+            .map(|&key| {
+                self.group_exprs
+                    .iter()
+                    .position(|(expr, _)| {
+                        let any: &dyn std::any::Any = expr.as_ref();
+                        any.downcast_ref::<Column>()
+                            .is_some_and(|c| c.index() == key)
+                    })
+                    .map(|i| format!("k{i}"))
+                    .ok_or_else(|| {
+                        crate::error::EngineError::InvalidGraph(format!(
+                            "hash key column {key} is not a GROUP BY column"
+                        ))
+                    })
+            })
+            .collect()
+    }
+
     /// Builds a spec; the output schema is the group schema followed by each
     /// aggregate's field.
     pub fn new(

@@ -277,15 +277,15 @@ impl JobGraph {
     }
 
     /// Groups of node ids that run in one task: maximal runs of forward edges
-    /// between nodes of equal parallelism. Sinks run in a task of their own so a
-    /// slow external system applies backpressure through a bounded channel.
+    /// between nodes of equal parallelism (a hash edge between two single
+    /// instances is one too). Sinks run in a task of their own so a slow
+    /// external system applies backpressure through a bounded channel.
     pub fn chains(&self) -> Vec<Vec<NodeId>> {
         let mut chains: Vec<Vec<NodeId>> = Vec::new();
         for node in &self.nodes {
             let chained_to = self.edges.iter().find(|e| {
                 e.to == node.id
-                    && e.partitioning == Partitioning::Forward
-                    && self.nodes[e.from].parallelism == node.parallelism
+                    && self.is_forward(e)
                     && !matches!(node.kind, NodeKind::Sink(_))
                     && self.edges.iter().filter(|o| o.from == e.from).count() == 1
                     && self.edges.iter().filter(|i| i.to == node.id).count() == 1
@@ -300,9 +300,21 @@ impl JobGraph {
 }
 
 impl JobGraph {
+    /// True when `edge` sends each instance's output to the same instance
+    /// downstream: a forward edge, or a hash edge between single instances.
+    pub fn is_forward(&self, edge: &Edge) -> bool {
+        let (from, to) = (&self.nodes[edge.from], &self.nodes[edge.to]);
+        match edge.partitioning {
+            Partitioning::Forward => from.parallelism == to.parallelism,
+            Partitioning::Hash(_) => from.parallelism == 1 && to.parallelism == 1,
+            Partitioning::Broadcast => false,
+        }
+    }
+
     /// A digest of what the job computes: every node's id, name and EXPLAIN
-    /// lines and every edge, without parallelism. Checkpoints record it; a
-    /// restore into a graph with another fingerprint is refused.
+    /// lines and every edge, without parallelism or partitioning (which follow
+    /// from the nodes). Checkpoints record it; a restore into a graph with
+    /// another fingerprint is refused.
     pub fn fingerprint(&self) -> String {
         // FNV-1a, 64 bits: stable across builds and platforms.
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
@@ -319,10 +331,7 @@ impl JobGraph {
             }
         }
         for edge in &self.edges {
-            feed(&format!(
-                "{} -> {} {:?}",
-                edge.from, edge.to, edge.partitioning
-            ));
+            feed(&format!("{} -> {}", edge.from, edge.to));
         }
         format!("{hash:016x}")
     }

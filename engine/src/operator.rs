@@ -11,7 +11,7 @@ use datafusion::arrow::compute::{filter_record_batch, not};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::checkpoint::{OperatorState, checkpoints_unsupported};
+use crate::checkpoint::{OperatorState, Rescaled, checkpoints_unsupported};
 use crate::error::Result;
 use crate::late_rows::{LateRows, LateRowsSender};
 use crate::message::Message;
@@ -155,6 +155,13 @@ pub trait Operator: Send {
     fn restore(&mut self, state: OperatorState) -> Result<()> {
         let _ = state;
         Err(checkpoints_unsupported("this operator"))
+    }
+
+    /// Puts back the part of a checkpoint taken at another parallelism that
+    /// this instance owns (keyed operators: the rows of its key groups), before
+    /// any input arrives. The default refuses, naming the parallelism to use.
+    fn restore_rescaled(&mut self, rescaled: Rescaled) -> Result<()> {
+        Err(rescaled.unsupported("this operator"))
     }
 }
 

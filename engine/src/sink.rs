@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::checkpoint::{OperatorState, checkpoints_unsupported};
+use crate::checkpoint::{OperatorState, Rescaled, checkpoints_unsupported};
 use crate::error::Result;
 
 /// A writer of result batches to an external system.
@@ -36,6 +36,14 @@ pub trait Sink: Send {
     async fn restore(&mut self, state: Option<OperatorState>) -> Result<()> {
         let _ = state;
         Err(checkpoints_unsupported("this sink"))
+    }
+
+    /// Restores a fresh instance from a checkpoint taken at another
+    /// parallelism: the instance takes over the old instances
+    /// [`Rescaled::inherited_instances`] names (committing what their states
+    /// cover, discarding what they staged later). The default refuses.
+    async fn restore_rescaled(&mut self, rescaled: Rescaled) -> Result<()> {
+        Err(rescaled.unsupported("this sink"))
     }
 }
 

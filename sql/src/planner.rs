@@ -887,14 +887,12 @@ impl<'a> Planner<'a> {
         })
     }
 
-    /// The edge in front of a keyed operator: forward when the job runs with
-    /// parallelism 1, otherwise a hash exchange on `keys`.
+    /// The edge in front of a keyed operator: a hash exchange on `keys`, at
+    /// every parallelism (at parallelism 1 the runtime chains it like a forward
+    /// edge), so the graph, and its checkpoints, are the same at every
+    /// parallelism and a checkpoint can be restored at another one.
     fn key_exchange(&self, keys: Vec<String>) -> Partitioning {
-        if self.parallelism == 1 {
-            Partitioning::Forward
-        } else {
-            Partitioning::Hash(keys)
-        }
+        Partitioning::Hash(keys)
     }
 
     /// The idle timeout of a table's source splits: its own option, else the

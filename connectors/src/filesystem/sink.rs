@@ -41,7 +41,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use watershed_engine::EngineError;
 use watershed_engine::changelog::is_changelog;
-use watershed_engine::checkpoint::OperatorState;
+use watershed_engine::checkpoint::{OperatorState, Rescaled};
 use watershed_engine::connector::TableSpec;
 use watershed_engine::sink::{Sink, SinkFactory};
 use watershed_engine::source::Split;
@@ -269,13 +269,39 @@ impl FileSink {
 
     /// Deletes this instance's in-progress files left by earlier attempts
     /// (written after the checkpoint being restored, or never committed).
-    fn discard_leftovers(&self) -> Result<(), EngineError> {
+    /// Publishes the parts listed in a restored state of this sink.
+    fn publish_restored(&self, state: &OperatorState) -> Result<(), EngineError> {
+        for batch in &state.batches {
+            let column = |name: &str| {
+                batch
+                    .column_by_name(name)
+                    .and_then(|c| c.as_string_opt::<i32>())
+                    .ok_or_else(|| {
+                        EngineError::Config(format!(
+                            "table '{}': checkpoint state of the file sink has no '{name}' column",
+                            self.table
+                        ))
+                    })
+            };
+            let (hidden, visible) = (column("hidden")?, column("visible")?);
+            for row in 0..batch.num_rows() {
+                self.publish(&StagedPart {
+                    hidden: PathBuf::from(hidden.value(row)),
+                    visible: PathBuf::from(visible.value(row)),
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes the in-progress parts instance `subtask` left (of any run).
+    fn discard_leftovers_of(&self, subtask: usize) -> Result<(), EngineError> {
         let entries =
             std::fs::read_dir(&self.dir).map_err(|e| self.io_error("list", &self.dir, e))?;
         for entry in entries {
             let entry = entry.map_err(|e| self.io_error("list", &self.dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if PartFileNames::is_in_progress_of(&name, self.subtask) {
+            if PartFileNames::is_in_progress_of(&name, subtask) {
                 let path = entry.path();
                 std::fs::remove_file(&path)
                     .map_err(|e| self.io_error("delete stale part file", &path, e))?;
@@ -425,27 +451,24 @@ impl Sink for FileSink {
     async fn restore(&mut self, state: Option<OperatorState>) -> Result<(), EngineError> {
         // Parts the restored checkpoint covers become visible (if the notice of
         // its completion never arrived); everything else in progress goes.
-        for batch in state.iter().flat_map(|s| &s.batches) {
-            let column = |name: &str| {
-                batch
-                    .column_by_name(name)
-                    .and_then(|c| c.as_string_opt::<i32>())
-                    .ok_or_else(|| {
-                        EngineError::Config(format!(
-                            "table '{}': checkpoint state of the file sink has no '{name}' column",
-                            self.table
-                        ))
-                    })
-            };
-            let (hidden, visible) = (column("hidden")?, column("visible")?);
-            for row in 0..batch.num_rows() {
-                self.publish(&StagedPart {
-                    hidden: PathBuf::from(hidden.value(row)),
-                    visible: PathBuf::from(visible.value(row)),
-                })?;
-            }
+        if let Some(state) = &state {
+            self.publish_restored(state)?;
         }
-        self.discard_leftovers()?;
+        self.discard_leftovers_of(self.subtask)?;
+        self.staging = Some(Staging::default());
+        Ok(())
+    }
+
+    /// Takes over the old instances this one inherits: their covered parts
+    /// become visible, their later in-progress parts go.
+    async fn restore_rescaled(&mut self, rescaled: Rescaled) -> Result<(), EngineError> {
+        for (_, state) in rescaled.inherited() {
+            self.publish_restored(state)?;
+        }
+        for old in rescaled.inherited_instances() {
+            self.discard_leftovers_of(old)?;
+        }
+        self.discard_leftovers_of(self.subtask)?;
         self.staging = Some(Staging::default());
         Ok(())
     }

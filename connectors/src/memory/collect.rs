@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use datafusion::arrow::record_batch::RecordBatch;
 use watershed_engine::EngineError;
-use watershed_engine::checkpoint::OperatorState;
+use watershed_engine::checkpoint::{OperatorState, Rescaled};
 use watershed_engine::sink::{Sink, SinkFactory};
 use watershed_engine::source::Split;
 
@@ -101,13 +101,44 @@ const CHECKPOINT_KEY: &str = "watershed.collect.checkpoint";
 
 impl CollectSink {
     fn append(&self, checkpoint: Option<u64>, batches: Vec<RecordBatch>) {
+        self.append_as(self.instance, checkpoint, batches);
+    }
+
+    /// Appends output instance `instance` staged for `checkpoint`, unless that
+    /// instance's output for it was appended already.
+    fn append_as(&self, instance: usize, checkpoint: Option<u64>, batches: Vec<RecordBatch>) {
         if let Some(id) = checkpoint {
             let mut committed = lock(&self.committed);
-            if !committed.insert((self.instance, id)) {
+            if !committed.insert((instance, id)) {
                 return;
             }
         }
         lock(&self.batches).extend(batches);
+    }
+
+    /// Appends every checkpoint's output a restored state of instance
+    /// `instance` holds (once: see [`CollectSink::append_as`]).
+    fn append_restored(&self, instance: usize, state: OperatorState) -> Result<(), EngineError> {
+        let bad = || EngineError::Config("collect sink state without its checkpoint ids".into());
+        let ids: Vec<u64> = state
+            .schema
+            .metadata()
+            .get(CHECKPOINT_KEY)
+            .ok_or_else(bad)?
+            .split(',')
+            .map(|id| id.parse().map_err(|_| bad()))
+            .collect::<Result<_, _>>()?;
+        if ids.len() != state.batches.len() {
+            return Err(bad());
+        }
+        let mut by_checkpoint: BTreeMap<u64, Vec<RecordBatch>> = BTreeMap::new();
+        for (id, batch) in ids.into_iter().zip(state.batches) {
+            by_checkpoint.entry(id).or_default().push(batch);
+        }
+        for (id, batches) in by_checkpoint {
+            self.append_as(instance, Some(id), batches);
+        }
+        Ok(())
     }
 }
 
@@ -179,27 +210,16 @@ impl Sink for CollectSink {
 
     async fn restore(&mut self, state: Option<OperatorState>) -> Result<(), EngineError> {
         self.staging = Some(Staging::default());
-        if let Some(state) = state {
-            let bad =
-                || EngineError::Config("collect sink state without its checkpoint ids".into());
-            let ids: Vec<u64> = state
-                .schema
-                .metadata()
-                .get(CHECKPOINT_KEY)
-                .ok_or_else(bad)?
-                .split(',')
-                .map(|id| id.parse().map_err(|_| bad()))
-                .collect::<Result<_, _>>()?;
-            if ids.len() != state.batches.len() {
-                return Err(bad());
-            }
-            let mut by_checkpoint: BTreeMap<u64, Vec<RecordBatch>> = BTreeMap::new();
-            for (id, batch) in ids.into_iter().zip(state.batches) {
-                by_checkpoint.entry(id).or_default().push(batch);
-            }
-            for (id, batches) in by_checkpoint {
-                self.append(Some(id), batches);
-            }
+        match state {
+            Some(state) => self.append_restored(self.instance, state),
+            None => Ok(()),
+        }
+    }
+
+    async fn restore_rescaled(&mut self, rescaled: Rescaled) -> Result<(), EngineError> {
+        self.staging = Some(Staging::default());
+        for (old, state) in rescaled.inherited() {
+            self.append_restored(*old, state.clone())?;
         }
         Ok(())
     }

@@ -7,11 +7,13 @@
 pub mod backend;
 pub mod ipc;
 pub mod manifest;
+pub mod rescale;
 pub mod s3;
 pub mod state;
 
 pub use backend::{ObjectStoreBackend, StateBackend};
 pub use manifest::{CheckpointManifest, StateEntry};
+pub use rescale::{Rescaled, RestoredState};
 pub use state::{
     OperatorState, StatePart, check_schema, checkpoints_unsupported, malformed_state, state_column,
     take_through,

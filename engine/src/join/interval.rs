@@ -41,7 +41,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::side::{SideState, is_time_type};
 use super::{JoinInput, JoinKind};
-use crate::checkpoint::{OperatorState, StatePart};
+use crate::checkpoint::{OperatorState, Rescaled, StatePart};
 use crate::error::{EngineError, Result};
 use crate::metrics::NodeRole;
 use crate::operator::{Operator, OperatorFactory, Output};
@@ -674,6 +674,29 @@ impl Operator for IntervalJoinOperator {
         for (side, batches) in self.sides.iter_mut().zip(&parts) {
             for batch in batches {
                 side.restore(batch, &self.converter)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Each side's buffered rows are that side's input rows: they are split
+    /// by the side's own hash keys.
+    fn restore_rescaled(&mut self, rescaled: Rescaled) -> Result<()> {
+        let keys = [
+            rescaled.keys_of_input(LEFT, "an interval join")?,
+            rescaled.keys_of_input(RIGHT, "an interval join")?,
+        ];
+        let expected = [
+            (SIDE_NAMES[LEFT], self.sides[LEFT].state_schema()),
+            (SIDE_NAMES[RIGHT], self.sides[RIGHT].state_schema()),
+        ];
+        for (_, state) in &rescaled.states {
+            self.watermark = self.watermark.max(state.watermark()?);
+            let parts = state.parts(&expected)?;
+            for ((side, batches), keys) in self.sides.iter_mut().zip(&parts).zip(keys) {
+                for batch in batches {
+                    side.restore(&rescaled.owned_rows(batch, keys)?, &self.converter)?;
+                }
             }
         }
         Ok(())

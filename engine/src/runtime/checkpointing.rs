@@ -17,7 +17,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, watch};
 
 use crate::checkpoint::ipc::{decode_batches, encode_batches};
-use crate::checkpoint::{CheckpointManifest, OperatorState, StateBackend, StateEntry};
+use crate::checkpoint::{
+    CheckpointManifest, OperatorState, Rescaled, RestoredState, StateBackend, StateEntry,
+};
 use crate::error::{EngineError, Result};
 
 /// How a job checkpoints.
@@ -64,6 +66,42 @@ impl RestoredCheckpoint {
             .get(&(operator_id.to_string(), instance))
             .cloned()
     }
+
+    /// What instance `instance` of `node` restores from: its own state, or,
+    /// when the node ran another number of instances, every old instance's.
+    pub fn restored(&self, node: &TaskNode, instance: usize) -> Option<RestoredState> {
+        match self.manifest.parallelism.get(&node.operator_id) {
+            Some(&old) if old != node.parallelism => {
+                let mut states: Vec<(usize, OperatorState)> = (0..old)
+                    .filter_map(|i| self.state(&node.operator_id, i).map(|s| (i, s)))
+                    .collect();
+                states.sort_by_key(|(i, _)| *i);
+                Some(RestoredState::Rescaled(Rescaled {
+                    old_parallelism: old,
+                    new_parallelism: node.parallelism,
+                    instance,
+                    input_keys: node.input_keys.clone(),
+                    states,
+                }))
+            }
+            _ => self
+                .state(&node.operator_id, instance)
+                .map(RestoredState::Same),
+        }
+    }
+}
+
+/// One node of a task, as checkpoints see it.
+#[derive(Debug, Clone)]
+pub struct TaskNode {
+    /// The node's stable id.
+    pub operator_id: String,
+    /// Its parallel instances in this run.
+    pub parallelism: usize,
+    /// Per input, the input columns the exchange hashes rows by (`None`: not
+    /// hash-partitioned); a restore at another parallelism splits keyed state
+    /// by them.
+    pub input_keys: Vec<Option<Vec<usize>>>,
 }
 
 /// What one completed checkpoint cost.
@@ -142,8 +180,8 @@ pub struct TaskCheckpointing {
     task: usize,
     /// The parallel instance the task runs.
     pub instance: usize,
-    /// Stable ids of the task's nodes, head first (source or operators, or the sink).
-    pub operator_ids: Vec<String>,
+    /// The task's nodes, head first (source or operators, or the sink).
+    pub nodes: Vec<TaskNode>,
     reports: mpsc::UnboundedSender<Report>,
     triggers: watch::Receiver<u64>,
     completed: watch::Receiver<u64>,
@@ -177,8 +215,8 @@ impl TaskCheckpointing {
         states
             .into_iter()
             .filter_map(|(position, state)| {
-                let id = self.operator_ids.get(position)?;
-                Some((id.clone(), self.instance, state))
+                let node = self.nodes.get(position)?;
+                Some((node.operator_id.clone(), self.instance, state))
             })
             .collect()
     }
@@ -204,9 +242,9 @@ impl TaskCheckpointing {
 
     /// The restored state of node number `position` of this task, if the job
     /// was restored and the node had state.
-    pub fn restored(&self, position: usize) -> Option<OperatorState> {
-        let id = self.operator_ids.get(position)?;
-        self.restore.as_ref()?.state(id, self.instance)
+    pub fn restored(&self, position: usize) -> Option<RestoredState> {
+        let node = self.nodes.get(position)?;
+        self.restore.as_ref()?.restored(node, self.instance)
     }
 
     /// For sinks: the output of checkpoint `checkpoint_id` is now visible.
@@ -304,14 +342,9 @@ impl Coordinator {
         self.log.clone()
     }
 
-    /// The handle of a new task running `instance` of the nodes `operator_ids`
-    /// (a sink task when `sink`: savepoints wait for its commit).
-    pub fn task(
-        &mut self,
-        instance: usize,
-        operator_ids: Vec<String>,
-        sink: bool,
-    ) -> TaskCheckpointing {
+    /// The handle of a new task running `instance` of `nodes` (a sink task when
+    /// `sink`: savepoints wait for its commit).
+    pub fn task(&mut self, instance: usize, nodes: Vec<TaskNode>, sink: bool) -> TaskCheckpointing {
         let task = self.tasks;
         self.tasks += 1;
         if sink {
@@ -320,7 +353,7 @@ impl Coordinator {
         TaskCheckpointing {
             task,
             instance,
-            operator_ids,
+            nodes,
             reports: self.reports_tx.clone(),
             triggers: self.triggers.subscribe(),
             completed: self.completed.subscribe(),

@@ -60,6 +60,15 @@ pub fn instance_of(key_group: usize, parallelism: usize) -> usize {
     key_group * parallelism / MAX_KEY_GROUPS
 }
 
+/// The key group of each of `rows` rows with key `columns` (no columns: every
+/// row in the same group). The one place keys are hashed: the exchange routes
+/// by it and a restore at another parallelism splits keyed state by it.
+pub fn key_groups_of(columns: &[ArrayRef], rows: usize) -> Result<Vec<usize>> {
+    let mut hashes = vec![0u64; rows];
+    create_hashes(columns, &RandomState::with_seed(0), &mut hashes)?;
+    Ok(hashes.into_iter().map(key_group).collect())
+}
+
 /// Up to this many targets, a batch is split with one filter mask per target
 /// (Arrow's filter kernel, prepared once per mask, beats `take` with index
 /// lists); beyond it, with one `take` per target.
@@ -75,11 +84,9 @@ pub fn partition_by_hash(
 ) -> Result<Vec<Option<RecordBatch>>> {
     let rows = batch.num_rows();
     let columns: Vec<ArrayRef> = keys.iter().map(|&k| batch.column(k).clone()).collect();
-    let mut hashes = vec![0u64; rows];
-    create_hashes(&columns, &RandomState::with_seed(0), &mut hashes)?;
-    let owners: Vec<usize> = hashes
-        .iter()
-        .map(|&hash| instance_of(key_group(hash), targets))
+    let owners: Vec<usize> = key_groups_of(&columns, rows)?
+        .into_iter()
+        .map(|group| instance_of(group, targets))
         .collect();
     if targets <= MASK_SPLIT_MAX_TARGETS {
         return (0..targets)

@@ -20,6 +20,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use crate::checkpoint::RestoredState;
 use crate::error::{EngineError, Result};
 use crate::graph::{Edge, JobGraph, NodeId, NodeKind, Partitioning};
 use crate::late_rows::{LateRowsSender, late_rows_channel, run_dead_letter_task};
@@ -27,7 +28,7 @@ use crate::metrics::{JobMetrics, NodeMetrics, RowSummary};
 use crate::source::{SourceContext, Split};
 use checkpointing::{
     CheckpointLog, CheckpointSettings, CheckpointStats, Coordinator, RestoredCheckpoint,
-    SavepointRequest,
+    SavepointRequest, TaskNode,
 };
 use exchange::{Envelope, OutputEdge, Routing};
 use restart::{RestartEvent, RestartStrategy};
@@ -304,6 +305,18 @@ async fn wait_tasks(
 /// parallel instance. A chain that starts with a source reads its split; any other
 /// chain has one bounded inbound channel shared by its upstream instances.
 pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> {
+    let pinned;
+    let graph = match config
+        .checkpointing
+        .as_ref()
+        .and_then(|c| c.restore.as_ref())
+    {
+        Some(restore) => {
+            pinned = pin_source_parallelism(graph, &restore.manifest);
+            &pinned
+        }
+        None => graph,
+    };
     graph.validate()?;
     let node_metrics: Vec<Arc<NodeMetrics>> = graph
         .nodes
@@ -444,21 +457,26 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
                 });
             }
             let task_name = format!("{} #{instance}", head.name);
-            let operator_ids = chain
+            let task_nodes = chain
                 .iter()
-                .map(|&n| graph.nodes[n].operator_id())
-                .collect();
+                .map(|&n| task_node(graph, n))
+                .collect::<Result<Vec<_>>>()?;
             let is_sink = matches!(head.kind, NodeKind::Sink(_));
             let checkpointing = coordinator
                 .as_mut()
-                .map(|c| c.task(instance, operator_ids, is_sink));
+                .map(|c| c.task(instance, task_nodes, is_sink));
             let handle = match &head.kind {
                 NodeKind::Source(factory) => {
                     let mut source = factory.create(split)?;
                     let mut chain = build_chain(graph, &chain[1..], &node_metrics, &late_rows)?;
                     if let Some(cp) = &checkpointing {
                         match cp.restored(0) {
-                            Some(state) => source.restore(state),
+                            Some(RestoredState::Same(state)) => source.restore(state),
+                            // Sources keep the checkpoint's parallelism (see
+                            // `pin_source_parallelism`).
+                            Some(RestoredState::Rescaled(rescaled)) => {
+                                Err(rescaled.unsupported("a source"))
+                            }
                             None => source.snapshot().map(drop),
                         }
                         .map_err(|e| e.in_node(&head.name))?;
@@ -547,27 +565,75 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
     })
 }
 
+/// The graph to restore `manifest` into: every source keeps the number of
+/// splits it had (a split's read position cannot be divided), and so does
+/// every node joined to a source by forward edges. Keyed operators behind a
+/// hash exchange, and what follows them, run at the new parallelism.
+fn pin_source_parallelism(
+    graph: &JobGraph,
+    manifest: &crate::checkpoint::CheckpointManifest,
+) -> JobGraph {
+    let mut graph = graph.clone();
+    let mut pending: Vec<(NodeId, usize)> = graph
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.kind, NodeKind::Source(_)))
+        .filter_map(|n| {
+            let old = manifest.parallelism.get(&n.operator_id())?;
+            Some((n.id, *old))
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    while let Some((node, parallelism)) = pending.pop() {
+        if !seen.insert(node) {
+            continue;
+        }
+        graph.nodes[node].parallelism = parallelism;
+        for edge in &graph.edges {
+            if edge.partitioning != Partitioning::Forward {
+                continue;
+            }
+            if edge.from == node {
+                pending.push((edge.to, parallelism));
+            } else if edge.to == node {
+                pending.push((edge.from, parallelism));
+            }
+        }
+    }
+    graph
+}
+
+/// One node of a task, for checkpoints: its id, parallelism and, per input,
+/// the columns a hash exchange routes by.
+fn task_node(graph: &JobGraph, node: NodeId) -> Result<TaskNode> {
+    let input_keys = graph
+        .edges
+        .iter()
+        .filter(|e| e.to == node)
+        .map(|edge| match &edge.partitioning {
+            Partitioning::Hash(keys) => {
+                let schema = graph.output_schema(edge.from)?;
+                keys.iter()
+                    .map(|k| schema.index_of(k).map_err(EngineError::from))
+                    .collect::<Result<Vec<_>>>()
+                    .map(Some)
+            }
+            _ => Ok(None),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(TaskNode {
+        operator_id: graph.nodes[node].operator_id(),
+        parallelism: graph.nodes[node].parallelism,
+        input_keys,
+    })
+}
+
 /// Refuses to restore a checkpoint of another query, naming what changed.
 fn check_restore_matches(
     graph: &JobGraph,
     fingerprint: &str,
     manifest: &crate::checkpoint::CheckpointManifest,
 ) -> Result<()> {
-    // Keyed state would have to move between instances by key group, and
-    // source splits would change: not supported yet, so refused rather than
-    // restored into the wrong instances.
-    for node in &graph.nodes {
-        if let Some(&then) = manifest.parallelism.get(&node.operator_id())
-            && then != node.parallelism
-        {
-            return Err(EngineError::Config(format!(
-                "cannot restore checkpoint {} with another parallelism: '{}' ran {then} \
-                 instances, this query runs {} (restoring at another parallelism is not \
-                 supported yet; SET 'parallelism.default' = '{then}')",
-                manifest.checkpoint_id, node.name, node.parallelism
-            )));
-        }
-    }
     if manifest.fingerprint == fingerprint {
         return Ok(());
     }

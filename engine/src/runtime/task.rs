@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::checkpoint::OperatorState;
+use crate::checkpoint::{OperatorState, RestoredState};
 use crate::error::{EngineError, Result};
 use crate::late_rows::LateRowsSender;
 use crate::message::Message;
@@ -73,10 +73,14 @@ impl Chain {
     /// Before the first message of a job with checkpoints: restores every
     /// operator that has state in the checkpoint (`state(position)`), and makes
     /// sure the others can take part in checkpoints at all.
-    pub fn restore(&mut self, state: impl Fn(usize) -> Option<OperatorState>) -> Result<()> {
+    pub fn restore(&mut self, state: impl Fn(usize) -> Option<RestoredState>) -> Result<()> {
         for (position, (op, _, name)) in self.operators.iter_mut().enumerate() {
             match state(position) {
-                Some(state) => op.restore(state),
+                Some(RestoredState::Same(state)) => op.restore(state),
+                Some(RestoredState::Rescaled(rescaled)) if rescaled.states.is_empty() => {
+                    op.snapshot().map(drop)
+                }
+                Some(RestoredState::Rescaled(rescaled)) => op.restore_rescaled(rescaled),
                 None => op.snapshot().map(drop),
             }
             .map_err(|e| e.in_node(name))?;
@@ -503,9 +507,12 @@ pub async fn run_sink_task(
 ) -> Result<()> {
     if let Some(cp) = &checkpointing {
         // Also for a fresh start: output staged by an earlier attempt goes.
-        sink.restore(cp.restored(0))
-            .await
-            .map_err(|e| e.in_node(&name))?;
+        match cp.restored(0) {
+            Some(RestoredState::Rescaled(rescaled)) => sink.restore_rescaled(rescaled).await,
+            Some(RestoredState::Same(state)) => sink.restore(Some(state)).await,
+            None => sink.restore(None).await,
+        }
+        .map_err(|e| e.in_node(&name))?;
     }
     let mut tracker = InputTracker::new(&senders_per_input);
     let mut aligner = checkpointing

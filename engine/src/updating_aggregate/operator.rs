@@ -15,7 +15,7 @@ use super::accumulator::AggState;
 use super::ttl::{GroupExpiry, key_table, retain_keys};
 use crate::aggregate::{AggregateInput, AggregateSpec};
 use crate::changelog::{RowKind, row_kind_array};
-use crate::checkpoint::{OperatorState, check_schema, malformed_state, state_column};
+use crate::checkpoint::{OperatorState, Rescaled, check_schema, malformed_state, state_column};
 use crate::error::{EngineError, Result};
 use crate::metrics::NodeMetrics;
 use crate::operator::{Operator, Output};
@@ -171,6 +171,13 @@ impl Operator for UpdatingAggregateOperator {
         }
         self.marks.resize(groups, false);
         Ok(())
+    }
+
+    fn restore_rescaled(&mut self, rescaled: Rescaled) -> Result<()> {
+        let keys = self
+            .spec
+            .state_key_names(rescaled.keys_of_input(0, "an updating aggregate")?)?;
+        self.restore(rescaled.owned_state(&keys)?)
     }
 
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Output<'_>) -> Result<()> {

@@ -16,7 +16,7 @@ use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::aggregate::{AggregateInput, AggregateSpec, GroupedAggregates, StateBatch};
-use crate::checkpoint::OperatorState;
+use crate::checkpoint::{OperatorState, Rescaled};
 use crate::error::{EngineError, Result};
 use crate::metrics::{NodeMetrics, NodeRole};
 use crate::operator::{Operator, OperatorFactory, Output};
@@ -211,5 +211,12 @@ impl Operator for WindowAggregateOperator {
             window.merge_state(&windowed)?;
         }
         Ok(())
+    }
+
+    fn restore_rescaled(&mut self, rescaled: Rescaled) -> Result<()> {
+        let keys = self
+            .spec
+            .state_key_names(rescaled.keys_of_input(0, "a window aggregate")?)?;
+        self.restore(rescaled.owned_state(&keys)?)
     }
 }

@@ -64,7 +64,7 @@ use datafusion::physical_plan::aggregates::group_values::{GroupValues, new_group
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
 use crate::aggregate::{AggregateInput, AggregateSpec, StateBatch};
-use crate::checkpoint::{OperatorState, malformed_state, state_column};
+use crate::checkpoint::{OperatorState, Rescaled, malformed_state, state_column};
 use crate::error::{EngineError, Result};
 use crate::metrics::{NodeMetrics, NodeRole};
 use crate::operator::{Operator, OperatorFactory, Output};
@@ -1068,6 +1068,13 @@ impl Operator for SessionWindowAggregateOperator {
             self.restore_sessions(batch)?;
         }
         Ok(())
+    }
+
+    fn restore_rescaled(&mut self, rescaled: Rescaled) -> Result<()> {
+        let keys = self
+            .spec
+            .state_key_names(rescaled.keys_of_input(0, "a session window aggregate")?)?;
+        self.restore(rescaled.owned_state(&keys)?)
     }
 }
 

@@ -21,7 +21,7 @@ use datafusion::arrow::datatypes::{Int64Type, SchemaRef, TimestampMillisecondTyp
 use datafusion::arrow::record_batch::RecordBatch;
 
 use crate::aggregate::{AggregateInput, AggregateSpec};
-use crate::checkpoint::OperatorState;
+use crate::checkpoint::{OperatorState, Rescaled};
 use crate::error::{EngineError, Result};
 use crate::metrics::{NodeMetrics, NodeRole};
 use crate::operator::{Operator, OperatorFactory, Output};
@@ -262,6 +262,13 @@ impl Operator for SlicedWindowAggregateOperator {
     fn restore(&mut self, state: OperatorState) -> Result<()> {
         self.watermark = self.watermark.max(state.watermark()?);
         self.store.restore(&state)
+    }
+
+    fn restore_rescaled(&mut self, rescaled: Rescaled) -> Result<()> {
+        let keys = self
+            .spec
+            .state_key_names(rescaled.keys_of_input(0, "a window aggregate")?)?;
+        self.restore(rescaled.owned_state(&keys)?)
     }
 }
 

@@ -22,7 +22,7 @@ use datafusion::arrow::compute::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 
-use crate::checkpoint::{OperatorState, check_schema, malformed_state};
+use crate::checkpoint::{OperatorState, Rescaled, check_schema, malformed_state};
 use crate::error::{EngineError, Result};
 use crate::metrics::NodeMetrics;
 use crate::operator::{Operator, OperatorFactory, Output};
@@ -398,6 +398,16 @@ impl Operator for WindowTopNOperator {
             }
         }
         Ok(())
+    }
+
+    /// The state is input rows, so the keys are the input's own columns.
+    fn restore_rescaled(&mut self, rescaled: Rescaled) -> Result<()> {
+        let keys: Vec<String> = rescaled
+            .keys_of_input(0, "a window Top-N")?
+            .iter()
+            .map(|&k| self.spec.input_schema.field(k).name().clone())
+            .collect();
+        self.restore(rescaled.owned_state(&keys)?)
     }
 }
 
