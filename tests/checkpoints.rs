@@ -241,6 +241,8 @@ struct Case {
     out: &'static str,
     query: String,
     output: Output,
+    /// Files the query reads, deleted with the case.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl Case {
@@ -249,6 +251,7 @@ impl Case {
             out: WINDOW_OUT,
             query: window_query(window),
             output: Output::Rows,
+            _data: None,
         }
     }
 
@@ -285,6 +288,7 @@ impl Case {
                 AND b.event_time BETWEEN a.event_time AND a.event_time + INTERVAL '10' SECOND"
                 .into(),
             output: Output::Rows,
+            _data: None,
         }
     }
 
@@ -296,6 +300,7 @@ impl Case {
                 FROM payments GROUP BY card_id"
                 .into(),
             output: Output::Changelog,
+            _data: None,
         }
     }
 
@@ -314,6 +319,34 @@ impl Case {
                 ) AS ranked WHERE rownum <= 10"
                 .into(),
             output: Output::Rows,
+            _data: None,
+        }
+    }
+
+    /// Payments joined with a bounded table of card limits (a CSV file
+    /// without a time attribute), the payments on the preserved side: the
+    /// table is state of every instance once loaded.
+    fn bounded_table_join() -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("limits.csv");
+        let csv: String = (0..450)
+            .map(|card: i64| format!("{card},{}.{:02}\n", card * 37 % 900, card % 100))
+            .collect();
+        std::fs::write(&path, csv).unwrap();
+        Case {
+            out: "txn_id BIGINT, card_id BIGINT, amount DECIMAL(18, 2), \
+                  max_amount DECIMAL(18, 2)",
+            query: format!(
+                "CREATE TABLE limits (card_id BIGINT, max_amount DECIMAL(18, 2))
+                 WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+                 INSERT INTO out
+                 SELECT p.txn_id, p.card_id, p.amount, l.max_amount
+                 FROM payments p LEFT JOIN limits l
+                 ON p.card_id = l.card_id AND p.amount > l.max_amount",
+                path.display()
+            ),
+            output: Output::Rows,
+            _data: Some(dir),
         }
     }
 
@@ -365,6 +398,11 @@ async fn a_restored_session_aggregate_commits_the_uninterrupted_rows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restored_window_top_n_commits_the_uninterrupted_rows() {
     Case::window_top_n().assert_restore_replays().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_bounded_table_join_commits_the_uninterrupted_rows() {
+    Case::bounded_table_join().assert_restore_replays().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,11 +31,11 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array,
-    new_null_array,
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, RecordBatchOptions,
+    UInt32Array, new_null_array,
 };
 use datafusion::arrow::compute::{concat_batches, filter_record_batch, take_arrays};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef};
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
@@ -43,10 +43,11 @@ use super::interval::{OUTPUT_BATCH_ROWS, output_schema};
 use super::key_index::{KeyIndex, to_u32};
 use super::side::BatchKeys;
 use super::{JoinKind, KeyedInput};
+use crate::checkpoint::{OperatorState, Rescaled, StatePart, malformed_state, state_column};
 use crate::error::{EngineError, Result};
 use crate::metrics::NodeRole;
 use crate::operator::{Operator, OperatorFactory, Output};
-use crate::time::Timestamp;
+use crate::time::{MIN_WATERMARK, Timestamp};
 
 /// Which input of a [`BoundedTableJoin`] is the bounded table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -341,15 +342,29 @@ impl BoundedTableJoinOperator {
     }
 
     /// Indexes the table, joins the waiting stream rows, releases the held
-    /// watermark.
+    /// watermark. (After a restore of a loaded table, the table's end arrives
+    /// again and changes nothing.)
     fn load_table(&mut self, out: &mut Output<'_>) -> Result<()> {
         if self.table.is_some() {
             return Ok(());
         }
-        let join = self.join.clone();
-        let input = join.table_input();
-        let batch = concat_batches(&input.schema, &self.loading)?;
-        self.loading = Vec::new();
+        let rows = std::mem::take(&mut self.loading);
+        let table = self.index_table(rows)?;
+        for waiting in std::mem::take(&mut self.waiting) {
+            self.probe(&table, &waiting, out)?;
+        }
+        self.table = Some(table);
+        self.record_state(out);
+        if let Some(wm) = self.held_watermark.take() {
+            out.watermark(wm);
+        }
+        Ok(())
+    }
+
+    /// One batch of every table row, with the index of their keys.
+    fn index_table(&self, rows: Vec<RecordBatch>) -> Result<Table> {
+        let input = self.join.table_input();
+        let batch = concat_batches(&input.schema, &rows)?;
         let keys = BatchKeys::new(&batch, &input.keys, None, &self.converter)?;
         let mut index = KeyIndex::default();
         for row in 0..batch.num_rows() {
@@ -363,16 +378,53 @@ impl BoundedTableJoinOperator {
                 )?;
             }
         }
-        let table = Table { batch, index };
-        for waiting in std::mem::take(&mut self.waiting) {
-            self.probe(&table, &waiting, out)?;
-        }
-        self.table = Some(table);
-        self.record_state(out);
-        if let Some(wm) = self.held_watermark.take() {
-            out.watermark(wm);
+        Ok(Table { batch, index })
+    }
+
+    /// The layout of this operator's state: the table rows (loading or
+    /// loaded), the waiting stream rows, and a status row.
+    fn state_parts(&self) -> [(&'static str, SchemaRef); 3] {
+        [
+            (TABLE_PART, self.join.table_input().schema.clone()),
+            (WAITING_PART, self.join.stream_input().schema.clone()),
+            (STATUS_PART, status_schema()),
+        ]
+    }
+
+    /// Puts back table rows, waiting stream rows and the status of a state
+    /// (the rows of one instance: with a loaded table, none are waiting).
+    fn restore_parts(
+        &mut self,
+        table_rows: Vec<RecordBatch>,
+        waiting: Vec<RecordBatch>,
+        loaded: bool,
+        held_watermark: Option<Timestamp>,
+    ) -> Result<()> {
+        if loaded {
+            if waiting.iter().any(|b| b.num_rows() > 0) {
+                return Err(malformed_state(
+                    "bounded table join: stream rows waiting for a loaded table",
+                ));
+            }
+            self.table = Some(self.index_table(table_rows)?);
+        } else {
+            self.loading = table_rows;
+            self.waiting = waiting;
+            self.held_watermark = held_watermark;
         }
         Ok(())
+    }
+
+    /// The status row of a state: whether the table was loaded, and the
+    /// watermark held back until it is.
+    fn read_status(batches: &[RecordBatch]) -> Result<(bool, Option<Timestamp>)> {
+        let batch = batches
+            .iter()
+            .find(|b| b.num_rows() == 1)
+            .ok_or_else(|| malformed_state("bounded table join: no status row"))?;
+        let loaded = state_column::<Int64Type>(batch, "loaded")?.value(0) != 0;
+        let held = state_column::<Int64Type>(batch, "held_watermark")?.value(0);
+        Ok((loaded, (held != MIN_WATERMARK).then_some(held)))
     }
 
     /// Joins one stream batch with the loaded table.
@@ -563,4 +615,93 @@ impl Operator for BoundedTableJoinOperator {
         // end of everything still gets every stream row joined.
         self.load_table(out)
     }
+
+    /// The table's rows (as received so far, or loaded), the stream rows
+    /// waiting for it, and a status row. Every instance holds the whole table
+    /// (it is broadcast), so each checkpoints it.
+    fn snapshot(&mut self) -> Result<Option<OperatorState>> {
+        let [
+            (table_name, table_schema),
+            (waiting_name, waiting_schema),
+            (status_name, _),
+        ] = self.state_parts();
+        let table_rows = match &self.table {
+            Some(table) => vec![table.batch.clone()],
+            None => self.loading.clone(),
+        };
+        let status = RecordBatch::try_new(
+            status_schema(),
+            vec![
+                Arc::new(Int64Array::from(vec![i64::from(self.table.is_some())])),
+                Arc::new(Int64Array::from(vec![
+                    self.held_watermark.unwrap_or(MIN_WATERMARK),
+                ])),
+            ],
+        )?;
+        let part = |name: &str, schema: SchemaRef, batches: Vec<RecordBatch>| StatePart {
+            name: name.to_string(),
+            schema,
+            batches,
+        };
+        OperatorState::from_parts(vec![
+            part(table_name, table_schema, table_rows),
+            part(waiting_name, waiting_schema, self.waiting.clone()),
+            part(status_name, status_schema(), vec![status]),
+        ])
+        .map(Some)
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<()> {
+        let [table_rows, waiting, status] = parts_of(state.parts(&self.state_parts())?)?;
+        let (loaded, held) = Self::read_status(&status)?;
+        self.restore_parts(table_rows, waiting, loaded, held)
+    }
+
+    /// The table is the same in every old instance (it is broadcast): it comes
+    /// from the first; the waiting stream rows (not keyed) from the old
+    /// instances this one inherits, with the lowest held watermark.
+    fn restore_rescaled(&mut self, rescaled: Rescaled) -> Result<()> {
+        let expected = self.state_parts();
+        let mut first = None;
+        let mut waiting = Vec::new();
+        let mut held: Option<Timestamp> = None;
+        for (old, state) in &rescaled.states {
+            let [table_rows, rows, status] = parts_of(state.parts(&expected)?)?;
+            let (loaded, held_here) = Self::read_status(&status)?;
+            if let Some(w) = held_here {
+                held = Some(held.map_or(w, |h| h.min(w)));
+            }
+            if old % rescaled.new_parallelism == rescaled.instance {
+                waiting.extend(rows);
+            }
+            if first.is_none() {
+                first = Some((table_rows, loaded));
+            }
+        }
+        let (table_rows, loaded) =
+            first.ok_or_else(|| malformed_state("bounded table join: no instance had state"))?;
+        // Every instance saw the same table messages before the barrier, so
+        // the first one's table and status stand for all.
+        self.restore_parts(table_rows, waiting, loaded, held)
+    }
+}
+
+/// Part names of the bounded table join's state.
+const TABLE_PART: &str = "table";
+const WAITING_PART: &str = "waiting";
+const STATUS_PART: &str = "status";
+
+/// The status row of the bounded table join's state.
+fn status_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("loaded", DataType::Int64, false),
+        Field::new("held_watermark", DataType::Int64, false),
+    ]))
+}
+
+/// The three parts of the bounded table join's state, by name.
+fn parts_of(parts: Vec<Vec<RecordBatch>>) -> Result<[Vec<RecordBatch>; 3]> {
+    parts
+        .try_into()
+        .map_err(|_| malformed_state("bounded table join: expected three state parts"))
 }
