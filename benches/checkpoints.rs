@@ -36,7 +36,18 @@ fn query(window: &str) -> String {
 }
 
 async fn context(checkpoints: Option<(&str, &str)>, ddl: &str) -> StreamContext {
+    context_at(checkpoints, ddl, 1).await
+}
+
+async fn context_at(
+    checkpoints: Option<(&str, &str)>,
+    ddl: &str,
+    parallelism: usize,
+) -> StreamContext {
     let ctx = StreamContext::new();
+    ctx.sql(&format!("SET 'parallelism.default' = '{parallelism}';"))
+        .await
+        .expect("parallelism");
     if let Some((interval, dir)) = checkpoints {
         ctx.sql(&format!(
             "SET 'execution.checkpointing.interval' = '{interval}';
@@ -66,107 +77,128 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("watershed-bench-{}", std::process::id()));
     let dir_text = dir.display().to_string();
     runtime.block_on(async {
-        // Throughput with and without a 1 s interval, alternating, median of 3.
-        println!("keyed TUMBLE 1 min over {rows} generated payments (50k cards), one worker:");
-        let ddl_text = ddl(rows, 50_000, "");
-        let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-        for round in 0..3 {
-            for (slot, checkpoints) in [None, Some(("1 s", dir_text.as_str()))]
-                .into_iter()
-                .enumerate()
-            {
-                let _ = std::fs::remove_dir_all(&dir);
-                let ctx = context(checkpoints, &ddl_text).await;
-                let started = Instant::now();
-                let result = ctx
-                    .sql(&query("'1' MINUTES"))
-                    .await
-                    .expect("plan")
-                    .run()
-                    .await
-                    .expect("run");
-                let seconds = started.elapsed().as_secs_f64();
-                let rate = rows as f64 / seconds;
-                let taken = &result.checkpoints;
-                let longest = taken.iter().map(|c| c.duration).max().unwrap_or_default();
-                println!(
-                    "  round {round}, {:<22} {:>6.2} M rows/s  ({} checkpoints, longest {} ms, {} bytes last)",
-                    if slot == 0 { "no checkpoints" } else { "checkpoint every 1 s" },
-                    rate / 1e6,
-                    taken.len(),
-                    longest.as_millis(),
-                    taken.last().map_or(0, |c| c.bytes)
-                );
-                rates[slot].push(rate);
-            }
+        if !args.iter().any(|a| a == "--state-only") {
+            throughput(rows, &dir, &dir_text).await;
         }
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
-        let [plain, checkpointed] = rates.map(median);
-        println!(
-            "median: {:.2} vs {:.2} M rows/s: with checkpoints {:.0}% of the throughput\n",
-            plain / 1e6,
-            checkpointed / 1e6,
-            100.0 * checkpointed / plain
-        );
-
-        // A million keys and more of window state: one-day windows over 6M rows
-        // of 3M cards (the generator's hot cards take many of the rows), paced
-        // so that checkpoints land while the state is large.
-        let keys_ddl = ddl(
-            6_000_000,
-            3_000_000,
-            ", 'events-per-second-event-time' = '60', 'rows-per-second' = '2500000'",
-        );
-        let _ = std::fs::remove_dir_all(&dir);
-        let ctx = context(Some(("500 ms", dir_text.as_str())), &keys_ddl).await;
-        let result = ctx
-            .sql(&query("'1' DAY"))
-            .await
-            .expect("plan")
-            .run()
-            .await
-            .expect("run");
-        let peak_groups = result
-            .metrics
-            .nodes
-            .iter()
-            .map(|(_, _, m)| m.peak_state_groups.load(std::sync::atomic::Ordering::Relaxed))
-            .max()
-            .unwrap_or(0);
-        println!("window state of up to {peak_groups} keys (1 day windows, 3M cards):");
-        for c in &result.checkpoints {
-            println!(
-                "  checkpoint {}: {} ms (alignment {} ms), {:.1} MB",
-                c.id,
-                c.duration.as_millis(),
-                c.alignment.as_millis(),
-                c.bytes as f64 / 1e6
-            );
-        }
-        // Restore the largest: read and decode it, then rebuild the state.
-        let largest = result.checkpoints.iter().max_by_key(|c| c.bytes).map(|c| c.id);
-        if let Some(id) = largest {
-            let ctx = context(Some(("500 ms", dir_text.as_str())), &keys_ddl).await;
-            let started = Instant::now();
-            ctx.restore_checkpoint(id).await.expect("load");
-            let loaded = started.elapsed();
-            let frame = ctx.sql(&query("'1' DAY")).await.expect("plan");
-            let started = Instant::now();
-            let job = frame.start_with_sink(None).expect("restore");
-            let rebuilt = started.elapsed();
-            job.cancel();
-            let _ = job.wait().await;
-            println!(
-                "restore of checkpoint {id}: read + decode {} ms, rebuild operator state {} ms, \
-                 total {} ms",
-                loaded.as_millis(),
-                rebuilt.as_millis(),
-                (loaded + rebuilt).as_millis()
-            );
-        }
+        large_state(&dir, &dir_text).await;
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Throughput with and without a 1 s interval, alternating, median of 3.
+async fn throughput(rows: u64, dir: &std::path::Path, dir_text: &str) {
+    println!("keyed TUMBLE 1 min over {rows} generated payments (50k cards), one worker:");
+    let ddl_text = ddl(rows, 50_000, "");
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..3 {
+        for (slot, checkpoints) in [None, Some(("1 s", dir_text))].into_iter().enumerate() {
+            let _ = std::fs::remove_dir_all(dir);
+            let ctx = context(checkpoints, &ddl_text).await;
+            let started = Instant::now();
+            let result = ctx
+                .sql(&query("'1' MINUTES"))
+                .await
+                .expect("plan")
+                .run()
+                .await
+                .expect("run");
+            let seconds = started.elapsed().as_secs_f64();
+            let rate = rows as f64 / seconds;
+            let taken = &result.checkpoints;
+            let longest = taken.iter().map(|c| c.duration).max().unwrap_or_default();
+            println!(
+                "  round {round}, {:<22} {:>6.2} M rows/s  ({} checkpoints, longest {} ms, {} bytes last)",
+                if slot == 0 {
+                    "no checkpoints"
+                } else {
+                    "checkpoint every 1 s"
+                },
+                rate / 1e6,
+                taken.len(),
+                longest.as_millis(),
+                taken.last().map_or(0, |c| c.bytes)
+            );
+            rates[slot].push(rate);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let [plain, checkpointed] = rates.map(median);
+    println!(
+        "median: {:.2} vs {:.2} M rows/s: with checkpoints {:.0}% of the throughput\n",
+        plain / 1e6,
+        checkpointed / 1e6,
+        100.0 * checkpointed / plain
+    );
+}
+
+/// Checkpoint and restore of a million keys and more of window state.
+async fn large_state(dir: &std::path::Path, dir_text: &str) {
+    // A million keys and more of window state: one-day windows over 6M rows
+    // of 3M cards (the generator's hot cards take many of the rows), paced
+    // so that checkpoints land while the state is large.
+    let keys_ddl = ddl(
+        6_000_000,
+        3_000_000,
+        ", 'events-per-second-event-time' = '60', 'rows-per-second' = '2500000'",
+    );
+    let _ = std::fs::remove_dir_all(dir);
+    let ctx = context(Some(("500 ms", dir_text)), &keys_ddl).await;
+    let result = ctx
+        .sql(&query("'1' DAY"))
+        .await
+        .expect("plan")
+        .run()
+        .await
+        .expect("run");
+    let peak_groups = result
+        .metrics
+        .nodes
+        .iter()
+        .map(|(_, _, m)| {
+            m.peak_state_groups
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .max()
+        .unwrap_or(0);
+    println!("window state of up to {peak_groups} keys (1 day windows, 3M cards):");
+    for c in &result.checkpoints {
+        println!(
+            "  checkpoint {}: {} ms (alignment {} ms), {:.1} MB",
+            c.id,
+            c.duration.as_millis(),
+            c.alignment.as_millis(),
+            c.bytes as f64 / 1e6
+        );
+    }
+    // Restore the largest: read and decode it, then rebuild the state.
+    let largest = result
+        .checkpoints
+        .iter()
+        .max_by_key(|c| c.bytes)
+        .map(|c| c.id);
+    // At the same parallelism, then at 2 (each instance keeps the keys of
+    // its key groups).
+    for parallelism in [1, 2].into_iter().filter(|_| largest.is_some()) {
+        let id = largest.unwrap_or_default();
+        let ctx = context_at(Some(("500 ms", dir_text)), &keys_ddl, parallelism).await;
+        let started = Instant::now();
+        ctx.restore_checkpoint(id).await.expect("load");
+        let loaded = started.elapsed();
+        let frame = ctx.sql(&query("'1' DAY")).await.expect("plan");
+        let started = Instant::now();
+        let job = frame.start_with_sink(None).expect("restore");
+        let rebuilt = started.elapsed();
+        job.cancel();
+        let _ = job.wait().await;
+        println!(
+            "restore of checkpoint {id} at parallelism {parallelism}: read + decode {} ms, \
+             rebuild operator state {} ms, total {} ms",
+            loaded.as_millis(),
+            rebuilt.as_millis(),
+            (loaded + rebuilt).as_millis()
+        );
+    }
 }

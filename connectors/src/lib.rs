@@ -23,6 +23,7 @@ pub mod blackhole;
 pub mod explain;
 pub mod filesystem;
 pub mod format;
+pub mod kafka;
 pub mod memory;
 pub mod options;
 pub mod payments;

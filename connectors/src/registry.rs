@@ -4,6 +4,7 @@
 //! | connector    | source | sink |
 //! |--------------|--------|------|
 //! | `filesystem` | yes    | yes  |
+//! | `kafka`      | yes    | yes  |
 //! | `payments`   | yes    | no   |
 //! | `memory`     | yes    | yes  |
 //! | `print`      | no     | yes  |
@@ -27,13 +28,14 @@ use watershed_engine::source::SourceFactory;
 
 use crate::blackhole::{self, BlackholeSinkFactory};
 use crate::filesystem::{self, FileSinkFactory, FileSourceFactory};
+use crate::kafka::{self, KafkaSinkFactory, KafkaSourceFactory};
 use crate::memory::{self, MemorySourceFactory, StreamSourceFactory};
 use crate::options::{CONNECTOR, TableOptions};
 use crate::payments::{self, PaymentsSourceFactory};
 use crate::print::{self, PrintSinkFactory};
 
 /// The connectors this registry knows, for error messages.
-pub const SUPPORTED_CONNECTORS: &str = "filesystem, payments, memory, print, blackhole";
+pub const SUPPORTED_CONNECTORS: &str = "filesystem, kafka, payments, memory, print, blackhole";
 
 /// The built-in connectors plus the in-memory tables and sinks registered on it.
 #[derive(Default)]
@@ -243,6 +245,7 @@ impl ConnectorRegistry for DefaultConnectors {
         let name = connector_of(table)?;
         match name.as_str() {
             filesystem::IDENTIFIER => Ok(Arc::new(FileSourceFactory::new(table)?)),
+            kafka::IDENTIFIER => Ok(Arc::new(KafkaSourceFactory::new(table)?)),
             payments::IDENTIFIER => Ok(Arc::new(PaymentsSourceFactory::new(table)?)),
             memory::IDENTIFIER => self.memory_source(table),
             print::IDENTIFIER | blackhole::IDENTIFIER => Err(EngineError::Config(format!(
@@ -257,6 +260,7 @@ impl ConnectorRegistry for DefaultConnectors {
         let name = connector_of(table)?;
         match name.as_str() {
             filesystem::IDENTIFIER => Ok(Arc::new(FileSinkFactory::new(table)?)),
+            kafka::IDENTIFIER => Ok(Arc::new(KafkaSinkFactory::new(table)?)),
             print::IDENTIFIER => Ok(Arc::new(PrintSinkFactory::new(table)?)),
             blackhole::IDENTIFIER => Ok(Arc::new(BlackholeSinkFactory::new(table)?)),
             memory::IDENTIFIER => self.memory_sink(table),

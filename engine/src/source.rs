@@ -24,7 +24,9 @@ pub struct SourceContext {
 #[async_trait]
 pub trait Source: Send {
     /// Returns the next batch, or `None` once a bounded source is exhausted.
-    /// Unbounded sources wait for data instead of returning `None`.
+    /// A source waiting for data returns an empty batch now and then (every
+    /// 100 ms, say) rather than waiting indefinitely, so that checkpoint
+    /// barriers are not held up and the split can be declared idle.
     async fn next_batch(&mut self, ctx: &SourceContext) -> Result<Option<RecordBatch>>;
 
     /// The split's read position for a checkpoint, taken between two batches.

@@ -11,13 +11,29 @@ use watershed_engine::metrics::NodeMetrics;
 /// How many skipped rows are logged per input before going quiet.
 const LOGGED_REJECTIONS: u64 = 5;
 
+/// Names the record at a 1-based line of an input (a Kafka message's topic,
+/// partition and offset), for inputs whose lines are records of their own.
+pub type LineNames = std::sync::Arc<dyn Fn(u64) -> String + Send + Sync>;
+
 /// The malformed-row policy of one input (one file).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MalformedPolicy {
     format: &'static str,
     location: String,
     ignore: bool,
     rejected: u64,
+    line_names: Option<LineNames>,
+}
+
+impl std::fmt::Debug for MalformedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MalformedPolicy")
+            .field("format", &self.format)
+            .field("location", &self.location)
+            .field("ignore", &self.ignore)
+            .field("rejected", &self.rejected)
+            .finish()
+    }
 }
 
 impl MalformedPolicy {
@@ -28,7 +44,15 @@ impl MalformedPolicy {
             location: location.into(),
             ignore,
             rejected: 0,
+            line_names: None,
         }
+    }
+
+    /// Messages name a malformed row by `names(line)` instead of
+    /// `<location> line <n>`.
+    pub fn with_line_names(mut self, names: LineNames) -> Self {
+        self.line_names = Some(names);
+        self
     }
 
     /// Where the rows come from, as shown in messages.
@@ -48,10 +72,11 @@ impl MalformedPolicy {
         reason: &str,
         metrics: &NodeMetrics,
     ) -> Result<(), EngineError> {
-        let message = format!(
-            "malformed {} row in {} line {line}: {reason}",
-            self.format, self.location
-        );
+        let place = match &self.line_names {
+            Some(names) => names(line),
+            None => format!("{} line {line}", self.location),
+        };
+        let message = format!("malformed {} row in {place}: {reason}", self.format);
         if !self.ignore {
             return Err(EngineError::MalformedInput(message));
         }

@@ -102,6 +102,25 @@ impl FormatConfig {
         })
     }
 
+    /// A decoder of `input` whose lines are records of their own (Kafka
+    /// messages), named by `names(line)` in messages about malformed rows.
+    pub fn record_decoder(
+        &self,
+        table: &str,
+        schema: SchemaRef,
+        names: malformed::LineNames,
+        input: Box<dyn BufRead + Send>,
+    ) -> Result<Box<dyn BatchDecoder>, EngineError> {
+        Ok(match self {
+            FormatConfig::Csv(o) => Box::new(
+                CsvDecoder::new(table, schema, o, String::new(), input)?.with_line_names(names),
+            ),
+            FormatConfig::Json(o) => Box::new(
+                JsonDecoder::new(table, schema, o, String::new(), input)?.with_line_names(names),
+            ),
+        })
+    }
+
     /// An encoder for batches written to a table with `schema`.
     pub fn encoder(&self, schema: &SchemaRef) -> Result<Box<dyn BatchEncoder>, EngineError> {
         Ok(match self {

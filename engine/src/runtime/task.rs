@@ -179,6 +179,9 @@ pub async fn run_source_task(
     } = control;
     let mut pending = Vec::new();
     let mut idle = false;
+    // Since when the split has read no row (for sources that report waiting
+    // with empty batches).
+    let mut silent_since = tokio::time::Instant::now();
     loop {
         // A triggered checkpoint: the split's position and the chain's state,
         // then the barrier, all between two batches.
@@ -216,8 +219,22 @@ pub async fn run_source_task(
         }
         .map_err(|e| e.in_node(&name))?;
         let message = match next {
+            // Waiting for data: nothing to pass on, but the loop goes round,
+            // so checkpoint triggers are seen and the split can go idle.
+            Some(batch) if batch.num_rows() == 0 => {
+                if let Some(timeout) = idle_timeout
+                    && !idle
+                    && silent_since.elapsed() >= timeout
+                {
+                    idle = true;
+                    chain.push(0, Message::Idle, &mut pending)?;
+                    route_all(&outputs, &mut pending).await?;
+                }
+                continue;
+            }
             Some(batch) => {
                 idle = false;
+                silent_since = tokio::time::Instant::now();
                 if let Some(turn) = &pacing {
                     turn.read_one();
                 }

@@ -27,6 +27,13 @@ pub struct CsvDecoder {
 }
 
 impl CsvDecoder {
+    /// Names malformed rows by `names(line)` in messages (see
+    /// [`MalformedPolicy::with_line_names`]).
+    pub fn with_line_names(mut self, names: crate::format::malformed::LineNames) -> Self {
+        self.policy = self.policy.with_line_names(names);
+        self
+    }
+
     /// A decoder of `input` (named `location` in messages) for `schema`.
     pub fn new(
         table: &str,

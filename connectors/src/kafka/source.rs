@@ -1,0 +1,334 @@
+//! The Kafka source: split `i` of `n` reads the topic's partitions `p` with
+//! `p % n == i`, from the offsets of the restored checkpoint, else from the
+//! table's startup mode, to the bounded mode's end offsets (or forever).
+//!
+//! The connection is made at the first read (in a blocking task: metadata and
+//! offset requests wait for the broker, at most the request timeout). With no
+//! message for [`POLL_INTERVAL`], a read returns an empty batch, so a split
+//! waiting for data never holds up a checkpoint barrier and can go idle.
+//!
+//! Checkpoint state: one row per partition of the split, its next offset. A
+//! restore assigns exactly those offsets; the consumer group's committed
+//! offsets are never read back (they are not committed at all: Watershed's
+//! checkpoints are the source of truth).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use datafusion::arrow::array::{Int32Array, Int64Array};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
+use futures::FutureExt;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use watershed_engine::EngineError;
+use watershed_engine::checkpoint::{OperatorState, state_column};
+use watershed_engine::connector::TableSpec;
+use watershed_engine::source::{Source, SourceContext, SourceFactory, Split};
+
+use super::client::{
+    POLL_INTERVAL, client_config, end_offsets, kafka_error, partitions, start_offsets,
+};
+use super::offsets::BoundedMode;
+use super::records::Records;
+use super::{IDENTIFIER, KafkaConfig, MessageFormat};
+use crate::explain::explain_options;
+use crate::format::types::ColumnType;
+use crate::options::TableOptions;
+
+/// Builds readers of a Kafka table.
+#[derive(Debug, Clone)]
+pub struct KafkaSourceFactory {
+    table: String,
+    schema: SchemaRef,
+    config: Arc<KafkaConfig>,
+    explain: Vec<String>,
+}
+
+impl KafkaSourceFactory {
+    /// Validates the table's options and columns; the broker is contacted only
+    /// when a reader starts, so EXPLAIN works without it.
+    pub fn new(table: &TableSpec) -> Result<Self, EngineError> {
+        let options = TableOptions::from_spec(table);
+        let config = KafkaConfig::from_options(&options)?;
+        match &config.format {
+            MessageFormat::Raw => {
+                let ok = matches!(table.schema.fields().as_ref(), [f]
+                    if matches!(f.data_type(), DataType::Utf8 | DataType::Binary));
+                if !ok {
+                    return Err(options
+                        .table_error("'format' = 'raw' needs exactly one STRING or BYTES column"));
+                }
+            }
+            MessageFormat::Text(_) => {
+                ColumnType::for_schema(&table.name, &table.schema)?;
+            }
+        }
+        Ok(KafkaSourceFactory {
+            table: table.name.clone(),
+            schema: table.schema.clone(),
+            config: Arc::new(config),
+            explain: explain_options(IDENTIFIER, &table.options),
+        })
+    }
+}
+
+impl SourceFactory for KafkaSourceFactory {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn explain(&self) -> Vec<String> {
+        self.explain.clone()
+    }
+
+    fn is_bounded(&self) -> bool {
+        self.config.bounded != BoundedMode::Unbounded
+    }
+
+    fn create(&self, split: Split) -> Result<Box<dyn Source>, EngineError> {
+        Ok(Box::new(KafkaSource {
+            table: self.table.clone(),
+            schema: self.schema.clone(),
+            config: self.config.clone(),
+            split,
+            reader: None,
+            restored: None,
+            failing_since: None,
+        }))
+    }
+}
+
+/// A connected split: its consumer and where each partition is.
+struct Reader {
+    consumer: Arc<StreamConsumer>,
+    /// Next offset to read, per partition of the split.
+    positions: BTreeMap<i32, i64>,
+    /// Where each partition ends (exclusive), for a bounded table.
+    ends: Option<BTreeMap<i32, i64>>,
+}
+
+impl Reader {
+    /// True once every partition of a bounded table reached its end.
+    fn finished(&self) -> bool {
+        self.ends.as_ref().is_some_and(|ends| {
+            self.positions
+                .iter()
+                .all(|(p, next)| ends.get(p).is_none_or(|end| next >= end))
+        })
+    }
+
+    /// True when `offset` of `partition` is past its end.
+    fn past_end(&self, partition: i32, offset: i64) -> bool {
+        self.ends
+            .as_ref()
+            .and_then(|ends| ends.get(&partition))
+            .is_some_and(|end| offset >= *end)
+    }
+}
+
+/// Reads one split of a Kafka table.
+struct KafkaSource {
+    table: String,
+    schema: SchemaRef,
+    config: Arc<KafkaConfig>,
+    split: Split,
+    reader: Option<Reader>,
+    /// Offsets from a restored checkpoint, used when the split connects.
+    restored: Option<BTreeMap<i32, i64>>,
+    /// Since when the consumer has reported errors without a message.
+    failing_since: Option<Instant>,
+}
+
+impl KafkaSource {
+    /// Connects: the split's partitions, their start (restored, else by the
+    /// startup mode) and end offsets, and the consumer assigned to them.
+    async fn connect(&self) -> Result<Reader, EngineError> {
+        let table = self.table.clone();
+        let config = self.config.clone();
+        let split = self.split;
+        let restored = self.restored.clone();
+        let connect = move || -> Result<Reader, EngineError> {
+            let consumer: StreamConsumer = client_config(
+                &config,
+                &[
+                    ("group.id", &format!("watershed-{table}")),
+                    ("enable.auto.commit", "false"),
+                    ("enable.auto.offset.store", "false"),
+                    ("enable.partition.eof", "false"),
+                ],
+            )
+            .create()
+            .map_err(|e| kafka_error(&table, &config, "cannot create a consumer of", e))?;
+            let all = partitions(&table, &config, &consumer)?;
+            let mine: Vec<i32> = all
+                .iter()
+                .copied()
+                .filter(|p| usize::try_from(*p).is_ok_and(|p| split.owns(p)))
+                .collect();
+            let positions = match restored {
+                Some(restored) => {
+                    if let Some(p) = mine.iter().find(|p| !restored.contains_key(p)) {
+                        return Err(kafka_error(
+                            &table,
+                            &config,
+                            "cannot restore",
+                            format!(
+                                "the checkpoint has no offset of partition {p} (the topic \
+                                 gained partitions, or the parallelism changed)"
+                            ),
+                        ));
+                    }
+                    restored
+                }
+                None => start_offsets(&table, &config, &consumer, &mine)?,
+            };
+            let ends = end_offsets(&table, &config, &consumer, &mine)?;
+            let mut assignment = TopicPartitionList::new();
+            for (&p, &offset) in &positions {
+                assignment
+                    .add_partition_offset(&config.topic, p, Offset::Offset(offset))
+                    .map_err(|e| kafka_error(&table, &config, "cannot assign", e))?;
+            }
+            consumer
+                .assign(&assignment)
+                .map_err(|e| kafka_error(&table, &config, "cannot assign", e))?;
+            Ok(Reader {
+                consumer: Arc::new(consumer),
+                positions,
+                ends,
+            })
+        };
+        tokio::task::spawn_blocking(connect)
+            .await
+            .map_err(|e| EngineError::Config(format!("table '{}': {e}", self.table)))?
+    }
+}
+
+/// The schema of a Kafka split's checkpoint state.
+fn state_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("partition", DataType::Int32, false),
+        Field::new("next_offset", DataType::Int64, false),
+    ]))
+}
+
+#[async_trait]
+impl Source for KafkaSource {
+    async fn next_batch(
+        &mut self,
+        ctx: &SourceContext,
+    ) -> Result<Option<RecordBatch>, EngineError> {
+        if self.reader.is_none() {
+            self.reader = Some(self.connect().await?);
+        }
+        let Some(reader) = self.reader.as_mut() else {
+            return Ok(None);
+        };
+        if reader.finished() {
+            return Ok(None);
+        }
+        if reader.positions.is_empty() {
+            // No partition for this split: an idle split of a stream.
+            tokio::time::sleep(POLL_INTERVAL).await;
+            return Ok(Some(RecordBatch::new_empty(self.schema.clone())));
+        }
+        let consumer = reader.consumer.clone();
+        let mut records = Records::default();
+        let mut waited = false;
+        while records.len() < ctx.batch_size.max(1) && !reader.finished() {
+            let next = if waited {
+                match consumer.recv().now_or_never() {
+                    Some(next) => next,
+                    None => break,
+                }
+            } else {
+                waited = true;
+                match tokio::time::timeout(POLL_INTERVAL, consumer.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                }
+            };
+            match next {
+                Ok(message) => {
+                    self.failing_since = None;
+                    let (partition, offset) = (message.partition(), message.offset());
+                    if !reader.positions.contains_key(&partition)
+                        || reader.past_end(partition, offset)
+                    {
+                        continue;
+                    }
+                    reader.positions.insert(partition, offset + 1);
+                    records.push(&self.config.format, partition, offset, message.payload());
+                }
+                Err(e) => {
+                    let since = *self.failing_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > self.config.request_timeout {
+                        return Err(kafka_error(
+                            &self.table,
+                            &self.config,
+                            &format!(
+                                "no message for {} s, only errors, reading",
+                                self.config.request_timeout.as_secs_f64()
+                            ),
+                            e,
+                        ));
+                    }
+                    break;
+                }
+            }
+        }
+        if records.is_empty() {
+            return Ok(Some(RecordBatch::new_empty(self.schema.clone())));
+        }
+        let batch = records.decode(
+            &self.config.format,
+            &self.table,
+            &self.config.topic,
+            &self.schema,
+            &ctx.metrics,
+        )?;
+        Ok(Some(batch))
+    }
+
+    /// The next offset of each partition of the split (those restored, before
+    /// the split connected).
+    fn snapshot(&self) -> Result<OperatorState, EngineError> {
+        let positions = match (&self.reader, &self.restored) {
+            (Some(reader), _) => reader.positions.clone(),
+            (None, Some(restored)) => restored.clone(),
+            (None, None) => BTreeMap::new(),
+        };
+        let batch = RecordBatch::try_new(
+            state_schema(),
+            vec![
+                Arc::new(Int32Array::from_iter_values(positions.keys().copied())),
+                Arc::new(Int64Array::from_iter_values(positions.values().copied())),
+            ],
+        )?;
+        Ok(OperatorState {
+            schema: state_schema(),
+            batches: vec![batch],
+        })
+    }
+
+    fn restore(&mut self, state: OperatorState) -> Result<(), EngineError> {
+        let mut offsets = BTreeMap::new();
+        for batch in &state.batches {
+            let partitions =
+                state_column::<datafusion::arrow::datatypes::Int32Type>(batch, "partition")?;
+            let next =
+                state_column::<datafusion::arrow::datatypes::Int64Type>(batch, "next_offset")?;
+            for (p, o) in partitions.values().iter().zip(next.values()) {
+                offsets.insert(*p, *o);
+            }
+        }
+        // An empty state: the split had not connected; start as configured.
+        self.restored = (!offsets.is_empty()).then_some(offsets);
+        self.reader = None;
+        Ok(())
+    }
+}

@@ -1,0 +1,459 @@
+//! The Kafka connectors against a real Kafka-protocol broker (tansu, started
+//! by `.ci/run`; `WATERSHED_KAFKA_BROKERS`, default `127.0.0.1:9092`). Without
+//! a broker these tests are skipped with a message, except under CI, where its
+//! absence fails them.
+//!
+//! Every test writes its own topics (unique names; topics are never deleted:
+//! tansu 0.6 with sqlite deletes all topics at once).
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{assert_same_rows, batch_rows, payments, rows_as_text, tumble_oracle};
+use datafusion::arrow::array::RecordBatch;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use watershed::StreamContext;
+use watershed::connectors::memory::CollectSinkFactory;
+
+/// The broker's address, or `None` (with a message) when none listens.
+fn brokers() -> Option<String> {
+    let brokers =
+        std::env::var("WATERSHED_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let reachable = brokers
+        .split(',')
+        .filter_map(|b| std::net::ToSocketAddrs::to_socket_addrs(b).ok())
+        .flatten()
+        .any(|a| std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok());
+    if reachable {
+        return Some(brokers);
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "no Kafka broker at {brokers}: .ci/run starts tansu there"
+    );
+    eprintln!("\n*** SKIPPED: no Kafka broker at {brokers} (start tansu, see README) ***\n");
+    None
+}
+
+/// A topic name no other test or run uses.
+fn unique_topic(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{name}-{}-{nanos}", std::process::id())
+}
+
+async fn create_topic(brokers: &str, topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let results = admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        )
+        .await
+        .expect("create topic");
+    for result in results {
+        result.expect("topic created");
+    }
+}
+
+/// Sends `values` to partition `partition` of `topic`, in order.
+async fn produce(brokers: &str, topic: &str, partition: i32, values: &[&str]) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("producer");
+    for value in values {
+        producer
+            .send(
+                FutureRecord::<(), str>::to(topic)
+                    .payload(value)
+                    .partition(partition),
+                Duration::from_secs(10),
+            )
+            .await
+            .map_err(|(e, _)| e)
+            .expect("delivered");
+    }
+}
+
+/// The generated payments' columns, as a Kafka table over `topic`.
+fn payments_table(name: &str, brokers: &str, topic: &str, extra: &str) -> String {
+    format!(
+        "CREATE TABLE {name} (
+           txn_id BIGINT, event_time TIMESTAMP(3), card_id BIGINT, account_id BIGINT,
+           merchant_id BIGINT, mcc STRING, country STRING, amount DECIMAL(18, 2),
+           currency STRING, status STRING,
+           WATERMARK FOR event_time AS event_time - INTERVAL '1' HOUR
+         ) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+                 'properties.bootstrap.servers' = '{brokers}', 'format' = 'csv'{extra})"
+    )
+}
+
+/// Writes generated payments into a new topic of 3 partitions through the
+/// Kafka sink; returns the payments.
+async fn payments_topic(brokers: &str, topic: &str, rows: usize) -> Vec<RecordBatch> {
+    create_topic(brokers, topic, 3).await;
+    let (schema, batches) = payments(rows, 21, 0.0);
+    let ctx = common::stream_context(&schema, &batches);
+    ctx.sql(&payments_table(
+        "payments_topic",
+        brokers,
+        topic,
+        ", 'sink.partitioner' = 'round-robin'",
+    ))
+    .await
+    .unwrap();
+    let result = ctx
+        .sql("INSERT INTO payments_topic SELECT * FROM payments")
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(result.rows.written as usize, rows);
+    batches
+}
+
+/// A context with the collect sink `out` and `SET` statements `settings`.
+async fn context(sink: &CollectSinkFactory, settings: &str) -> StreamContext {
+    let ctx = StreamContext::new();
+    ctx.connectors()
+        .register_memory_sink("out", Arc::new(sink.clone()));
+    if !settings.is_empty() {
+        ctx.sql(settings).await.unwrap();
+    }
+    ctx
+}
+
+const WINDOW_OUT: &str = "CREATE TABLE out (window_start TIMESTAMP(3), window_end TIMESTAMP(3), \
+    card_id BIGINT, txns BIGINT, total DECIMAL(38, 2)) WITH ('connector' = 'memory')";
+
+const WINDOW_QUERY: &str = "INSERT INTO out
+    SELECT window_start, window_end, card_id, COUNT(*), SUM(amount)
+    FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
+    GROUP BY window_start, window_end, card_id";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_written_to_a_topic_read_back_whole_and_window_like_the_batch_query() {
+    let Some(brokers) = brokers() else {
+        return;
+    };
+    let topic = unique_topic("payments");
+    let batches = payments_topic(&brokers, &topic, 20_000).await;
+    let schema = batches[0].schema();
+
+    // Every row, read back by two splits over three partitions.
+    let sink = CollectSinkFactory::new();
+    let ctx = context(&sink, "SET 'parallelism.default' = '2';").await;
+    let bounded = ", 'scan.bounded.mode' = 'latest-offset'";
+    ctx.sql(&payments_table("payments", &brokers, &topic, bounded))
+        .await
+        .unwrap();
+    let read = ctx
+        .sql("SELECT * FROM payments")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_same_rows("topic rows", &rows_as_text(&read), &rows_as_text(&batches));
+
+    // A one-minute TUMBLE per card over the topic, against DataFusion's batch
+    // answer over the same payments.
+    ctx.sql(WINDOW_OUT).await.unwrap();
+    ctx.sql(WINDOW_QUERY).await.unwrap().run().await.unwrap();
+    let oracle = batch_rows(
+        &schema,
+        &batches,
+        &format!(
+            "SELECT window_start, window_end, card_id, COUNT(*), SUM(amount) FROM {} \
+             GROUP BY window_start, window_end, card_id",
+            tumble_oracle(60_000)
+        ),
+    )
+    .await;
+    assert_same_rows(
+        "windows over the topic",
+        &rows_as_text(&sink.batches()),
+        &oracle,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_restored_from_its_checkpoint_reads_each_message_once() {
+    let Some(brokers) = brokers() else {
+        return;
+    };
+    let topic = unique_topic("restore");
+    payments_topic(&brokers, &topic, 60_000).await;
+    let table = payments_table(
+        "payments",
+        &brokers,
+        &topic,
+        ", 'scan.bounded.mode' = 'latest-offset'",
+    );
+
+    // The uninterrupted run.
+    let expected_sink = CollectSinkFactory::new();
+    let ctx = context(&expected_sink, "SET 'parallelism.default' = '2';").await;
+    ctx.sql(&table).await.unwrap();
+    ctx.sql(WINDOW_OUT).await.unwrap();
+    ctx.sql(WINDOW_QUERY).await.unwrap().run().await.unwrap();
+    let expected = rows_as_text(&expected_sink.batches());
+    assert!(expected.len() > 1_000, "{} rows", expected.len());
+
+    // Stopped after the first checkpoints, then restored from the latest.
+    let dir = tempfile::tempdir().unwrap();
+    let settings = format!(
+        "SET 'parallelism.default' = '2';
+         SET 'execution.batch-size' = '200';
+         SET 'execution.checkpointing.interval' = '10 ms';
+         SET 'execution.checkpointing.dir' = 'file://{}';",
+        dir.path().display()
+    );
+    let sink = CollectSinkFactory::new();
+    let ctx = context(&sink, &settings).await;
+    ctx.sql(&table).await.unwrap();
+    ctx.sql(WINDOW_OUT).await.unwrap();
+    let job = ctx
+        .sql(WINDOW_QUERY)
+        .await
+        .unwrap()
+        .start_with_sink(None)
+        .unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        while job.checkpoints().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "no checkpoints within a minute");
+    job.cancel();
+    assert!(job.wait().await.is_err(), "cancelled");
+
+    let ctx = context(&sink, &settings).await;
+    ctx.sql(&table).await.unwrap();
+    ctx.sql(WINDOW_OUT).await.unwrap();
+    assert!(ctx.restore_latest().await.unwrap().is_some());
+    ctx.sql(WINDOW_QUERY).await.unwrap().run().await.unwrap();
+    assert_same_rows("restored run", &rows_as_text(&sink.batches()), &expected);
+}
+
+/// A table of `(id BIGINT, name STRING)` CSV messages on `topic`.
+fn people_table(brokers: &str, topic: &str, extra: &str) -> String {
+    format!(
+        "CREATE TABLE people (id BIGINT, name STRING) WITH (
+           'connector' = 'kafka', 'topic' = '{topic}',
+           'properties.bootstrap.servers' = '{brokers}', 'format' = 'csv',
+           'scan.bounded.mode' = 'latest-offset'{extra})"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_message_fails_naming_its_offset_or_is_skipped_and_counted() {
+    let Some(brokers) = brokers() else {
+        return;
+    };
+    let topic = unique_topic("malformed");
+    create_topic(&brokers, &topic, 1).await;
+    produce(&brokers, &topic, 0, &["1,ann", "oops,bob", "3,cy"]).await;
+
+    let sink = CollectSinkFactory::new();
+    let ctx = context(&sink, "").await;
+    ctx.sql(&people_table(&brokers, &topic, "")).await.unwrap();
+    let err = ctx
+        .sql("SELECT * FROM people")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("topic '{topic}' partition 0 offset 1")),
+        "{err}"
+    );
+
+    let ctx = context(&sink, "").await;
+    ctx.sql(&people_table(
+        &brokers,
+        &topic,
+        ", 'csv.ignore-parse-errors' = 'true'",
+    ))
+    .await
+    .unwrap();
+    ctx.sql("CREATE TABLE out (id BIGINT, name STRING) WITH ('connector' = 'memory')")
+        .await
+        .unwrap();
+    let result = ctx
+        .sql("INSERT INTO out SELECT * FROM people")
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(rows_as_text(&sink.batches()), ["1 | ann", "3 | cy"]);
+    assert_eq!(result.rows.rejected, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_and_bounded_offsets_pick_the_messages_read() {
+    let Some(brokers) = brokers() else {
+        return;
+    };
+    let topic = unique_topic("offsets");
+    create_topic(&brokers, &topic, 1).await;
+    let values: Vec<String> = (0..10).map(|i| format!("{i},p{i}")).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    produce(&brokers, &topic, 0, &values).await;
+
+    let sink = CollectSinkFactory::new();
+    let ctx = context(&sink, "").await;
+    ctx.sql(&format!(
+        "CREATE TABLE people (id BIGINT, name STRING) WITH (
+           'connector' = 'kafka', 'topic' = '{topic}',
+           'properties.bootstrap.servers' = '{brokers}', 'format' = 'csv',
+           'scan.startup.mode' = 'specific-offsets',
+           'scan.startup.specific-offsets' = 'partition:0,offset:4',
+           'scan.bounded.mode' = 'specific-offsets',
+           'scan.bounded.specific-offsets' = 'partition:0,offset:8')"
+    ))
+    .await
+    .unwrap();
+    let rows = ctx
+        .sql("SELECT id FROM people")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(rows_as_text(&rows), ["4", "5", "6", "7"]);
+
+    // latest-offset at the start of a bounded read: nothing.
+    let ctx = context(&sink, "").await;
+    ctx.sql(&people_table(
+        &brokers,
+        &topic,
+        ", 'scan.startup.mode' = 'latest-offset'",
+    ))
+    .await
+    .unwrap();
+    let rows = ctx
+        .sql("SELECT id FROM people")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert!(rows_as_text(&rows).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_fails_the_job_with_a_clear_error() {
+    // No broker needed: nothing listens on port 1.
+    let sink = CollectSinkFactory::new();
+    let ctx = context(&sink, "").await;
+    ctx.sql(&people_table(
+        "127.0.0.1:1",
+        "nowhere",
+        ", 'watershed.kafka.request-timeout' = '2 s'",
+    ))
+    .await
+    .unwrap();
+    let outcome = tokio::time::timeout(Duration::from_secs(60), async {
+        ctx.sql("SELECT * FROM people")
+            .await
+            .unwrap()
+            .collect()
+            .await
+    })
+    .await
+    .expect("an error, not a hang");
+    let err = outcome.unwrap_err().to_string();
+    assert!(err.contains("127.0.0.1:1"), "{err}");
+    assert!(err.contains("topic 'nowhere'"), "{err}");
+}
+
+/// Ten minutes of readings, one per second, all in partition 0 of a topic of
+/// two partitions, read as a stream by two splits: split 1 has no data.
+async fn idle_partition_job(
+    brokers: &str,
+    idle_timeout: Option<&str>,
+    wait: Duration,
+) -> Vec<String> {
+    let topic = unique_topic("idle");
+    create_topic(brokers, &topic, 2).await;
+    let values: Vec<String> = (0..600)
+        .map(|s| format!("{s},2026-01-01 00:{:02}:{:02}", s / 60, s % 60))
+        .collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    produce(brokers, &topic, 0, &values).await;
+
+    let sink = CollectSinkFactory::new();
+    let ctx = context(&sink, "SET 'parallelism.default' = '2';").await;
+    let idle = idle_timeout
+        .map(|t| format!(", 'scan.watermark.idle-timeout' = '{t}'"))
+        .unwrap_or_default();
+    ctx.sql(&format!(
+        "CREATE TABLE readings (id BIGINT, event_time TIMESTAMP(3),
+           WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
+         ) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+                 'properties.bootstrap.servers' = '{brokers}', 'format' = 'csv'{idle});
+         CREATE TABLE out (window_end TIMESTAMP(3), readings BIGINT)
+         WITH ('connector' = 'memory');"
+    ))
+    .await
+    .unwrap();
+    let job = ctx
+        .sql(
+            "INSERT INTO out SELECT window_end, COUNT(*)
+             FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
+             GROUP BY window_start, window_end",
+        )
+        .await
+        .unwrap()
+        .start_with_sink(None)
+        .unwrap();
+    // The nine windows that end before the last reading's watermark.
+    let _ = tokio::time::timeout(wait, async {
+        while sink
+            .batches()
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum::<usize>()
+            < 9
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    job.cancel();
+    let _ = job.wait().await;
+    rows_as_text(&sink.batches())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_partition_holds_the_watermark_back_only_without_an_idle_timeout() {
+    let Some(brokers) = brokers() else {
+        return;
+    };
+    let fired = idle_partition_job(&brokers, Some("300 ms"), Duration::from_secs(30)).await;
+    let expected: Vec<String> = (1..=9)
+        .map(|m| format!("2026-01-01T00:{m:02}:00 | 60"))
+        .collect();
+    assert_eq!(fired, expected);
+    // Without the timeout the empty split holds every window back (as in
+    // Flink): nothing fires.
+    let held = idle_partition_job(&brokers, None, Duration::from_secs(5)).await;
+    assert!(held.is_empty(), "{held:?}");
+}
