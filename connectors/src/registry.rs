@@ -340,16 +340,16 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "table 'x' has no 'connector' option; supported: filesystem, payments, memory, print, blackhole"
+            "table 'x' has no 'connector' option; supported: filesystem, kafka, payments, memory, print, blackhole"
         );
         let err = r
-            .sink(&spec("x", ids_schema(), &[("connector", "kafka")]))
+            .sink(&spec("x", ids_schema(), &[("connector", "rabbitmq")]))
             .err()
             .unwrap()
             .to_string();
         assert_eq!(
             err,
-            "table 'x': unknown connector 'kafka'; supported: filesystem, payments, memory, print, blackhole"
+            "table 'x': unknown connector 'rabbitmq'; supported: filesystem, kafka, payments, memory, print, blackhole"
         );
     }
 

@@ -82,19 +82,57 @@ pub fn partitions(
     Ok(ids)
 }
 
+/// Each partition's low and high offsets, asked of the broker once per
+/// connect (start and end offsets often need the same answer).
+pub struct Watermarks<'a> {
+    table: &'a str,
+    config: &'a KafkaConfig,
+    consumer: &'a StreamConsumer,
+    known: std::cell::RefCell<BTreeMap<i32, (i64, i64)>>,
+}
+
+impl<'a> Watermarks<'a> {
+    /// Asks through `consumer` for the table's topic.
+    pub fn new(table: &'a str, config: &'a KafkaConfig, consumer: &'a StreamConsumer) -> Self {
+        Watermarks {
+            table,
+            config,
+            consumer,
+            known: std::cell::RefCell::new(BTreeMap::new()),
+        }
+    }
+
+    /// The low and high offsets of partition `p`.
+    pub fn of(&self, p: i32) -> Result<(i64, i64), EngineError> {
+        if let Some(known) = self.known.borrow().get(&p) {
+            return Ok(*known);
+        }
+        let found = self
+            .consumer
+            .fetch_watermarks(&self.config.topic, p, self.config.request_timeout)
+            .map_err(|e| {
+                kafka_error(
+                    self.table,
+                    self.config,
+                    &format!("no offsets of partition {p} of"),
+                    e,
+                )
+            })?;
+        self.known.borrow_mut().insert(p, found);
+        Ok(found)
+    }
+}
+
 /// The next offset to read of each partition when there is no checkpoint.
 pub fn start_offsets(
     table: &str,
     config: &KafkaConfig,
     consumer: &StreamConsumer,
+    known: &Watermarks<'_>,
     partitions: &[i32],
 ) -> Result<BTreeMap<i32, i64>, EngineError> {
     let timeout = config.request_timeout;
-    let watermarks = |p: i32| {
-        consumer
-            .fetch_watermarks(&config.topic, p, timeout)
-            .map_err(|e| kafka_error(table, config, &format!("no offsets of partition {p} of"), e))
-    };
+    let watermarks = |p: i32| known.of(p);
     let mut offsets = BTreeMap::new();
     match &config.startup {
         StartupMode::Earliest => {
@@ -160,6 +198,7 @@ pub fn end_offsets(
     table: &str,
     config: &KafkaConfig,
     consumer: &StreamConsumer,
+    known: &Watermarks<'_>,
     partitions: &[i32],
 ) -> Result<Option<BTreeMap<i32, i64>>, EngineError> {
     Ok(match &config.bounded {
@@ -167,12 +206,7 @@ pub fn end_offsets(
         BoundedMode::Latest => {
             let mut ends = BTreeMap::new();
             for &p in partitions {
-                let (_, high) = consumer
-                    .fetch_watermarks(&config.topic, p, config.request_timeout)
-                    .map_err(|e| {
-                        kafka_error(table, config, &format!("no offsets of partition {p} of"), e)
-                    })?;
-                ends.insert(p, high);
+                ends.insert(p, known.of(p)?.1);
             }
             Some(ends)
         }

@@ -52,7 +52,9 @@ impl KafkaSinkFactory {
         let config = KafkaConfig::from_options(&options)?;
         if let MessageFormat::Text(_) = config.format {
             ColumnType::for_schema(&table.name, &table.schema)?;
-        } else if table.schema.fields().len() != 1 {
+        } else if !matches!(table.schema.fields().as_ref(), [f]
+            if matches!(f.data_type(), DataType::Utf8 | DataType::Binary))
+        {
             return Err(
                 options.table_error("'format' = 'raw' needs exactly one STRING or BYTES column")
             );
@@ -67,10 +69,17 @@ impl KafkaSinkFactory {
                         })
                     })
                     .collect::<Result<Vec<_>, _>>()?;
-                if *format == MessageFormat::Raw && positions.len() != 1 {
+                let raw_key_ok = positions.len() == 1
+                    && positions.iter().all(|&p| {
+                        matches!(
+                            table.schema.field(p).data_type(),
+                            DataType::Utf8 | DataType::Binary
+                        )
+                    });
+                if *format == MessageFormat::Raw && !raw_key_ok {
                     return Err(options.error(
                         super::KEY_FIELDS,
-                        "'key.format' = 'raw' takes exactly one column",
+                        "'key.format' = 'raw' takes exactly one STRING or BYTES column",
                     ));
                 }
                 positions

@@ -30,7 +30,7 @@ use watershed_engine::connector::TableSpec;
 use watershed_engine::source::{Source, SourceContext, SourceFactory, Split};
 
 use super::client::{
-    POLL_INTERVAL, client_config, end_offsets, kafka_error, partitions, start_offsets,
+    POLL_INTERVAL, Watermarks, client_config, end_offsets, kafka_error, partitions, start_offsets,
 };
 use super::offsets::BoundedMode;
 use super::records::Records;
@@ -164,6 +164,7 @@ impl KafkaSource {
             .create()
             .map_err(|e| kafka_error(&table, &config, "cannot create a consumer of", e))?;
             let all = partitions(&table, &config, &consumer)?;
+            let known = Watermarks::new(&table, &config, &consumer);
             let mine: Vec<i32> = all
                 .iter()
                 .copied()
@@ -184,9 +185,9 @@ impl KafkaSource {
                     }
                     restored
                 }
-                None => start_offsets(&table, &config, &consumer, &mine)?,
+                None => start_offsets(&table, &config, &consumer, &known, &mine)?,
             };
-            let ends = end_offsets(&table, &config, &consumer, &mine)?;
+            let ends = end_offsets(&table, &config, &consumer, &known, &mine)?;
             let mut assignment = TopicPartitionList::new();
             for (&p, &offset) in &positions {
                 assignment
