@@ -52,6 +52,7 @@ async fn context_at(
         ctx.sql(&format!(
             "SET 'execution.checkpointing.interval' = '{interval}';
              SET 'execution.checkpointing.dir' = 'file://{dir}';
+             SET 'execution.checkpointing.num-retained' = '1000';
              SET 'restart-strategy.type' = 'none';"
         ))
         .await

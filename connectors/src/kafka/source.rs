@@ -22,6 +22,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::FutureExt;
 use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use watershed_engine::EngineError;
@@ -158,7 +159,11 @@ impl KafkaSource {
                     ("group.id", &format!("watershed-{table}")),
                     ("enable.auto.commit", "false"),
                     ("enable.auto.offset.store", "false"),
-                    ("enable.partition.eof", "false"),
+                    // The end of a partition is reported: a bounded
+                    // latest-offset read ends there even when the last
+                    // offsets before its end are not messages (transaction
+                    // markers).
+                    ("enable.partition.eof", "true"),
                 ],
             )
             .create()
@@ -264,6 +269,17 @@ impl Source for KafkaSource {
                     }
                     reader.positions.insert(partition, offset + 1);
                     records.push(&self.config.format, partition, offset, message.payload());
+                }
+                Err(KafkaError::PartitionEOF(partition)) => {
+                    if self.config.bounded == BoundedMode::Latest
+                        && let Some(ends) = &reader.ends
+                        && let Some(&end) = ends.get(&partition)
+                        && let Some(next) = reader.positions.get_mut(&partition)
+                    {
+                        // At the partition's current end, which is at or
+                        // past the end offset taken at the start.
+                        *next = (*next).max(end);
+                    }
                 }
                 Err(e) => {
                     let since = *self.failing_since.get_or_insert_with(Instant::now);
