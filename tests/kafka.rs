@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{assert_same_rows, batch_rows, payments, rows_as_text, tumble_oracle};
+use common::{assert_same_rows, batch_rows, payments, rows_as_text, stream_rows, tumble_oracle};
 use datafusion::arrow::array::RecordBatch;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -159,14 +159,8 @@ async fn rows_written_to_a_topic_read_back_whole_and_window_like_the_batch_query
     ctx.sql(&payments_table("payments", &brokers, &topic, bounded))
         .await
         .unwrap();
-    let read = ctx
-        .sql("SELECT * FROM payments")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    assert_same_rows("topic rows", &rows_as_text(&read), &rows_as_text(&batches));
+    let read = stream_rows(&ctx, "SELECT * FROM payments").await;
+    assert_same_rows("topic rows", &read, &rows_as_text(&batches));
 
     // A one-minute TUMBLE per card over the topic, against DataFusion's batch
     // answer over the same payments.
@@ -330,14 +324,8 @@ async fn startup_and_bounded_offsets_pick_the_messages_read() {
     ))
     .await
     .unwrap();
-    let rows = ctx
-        .sql("SELECT id FROM people")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    assert_eq!(rows_as_text(&rows), ["4", "5", "6", "7"]);
+    let rows = stream_rows(&ctx, "SELECT id FROM people").await;
+    assert_eq!(rows, ["4", "5", "6", "7"]);
 
     // latest-offset at the start of a bounded read: nothing.
     let ctx = context(&sink, "").await;
@@ -348,14 +336,8 @@ async fn startup_and_bounded_offsets_pick_the_messages_read() {
     ))
     .await
     .unwrap();
-    let rows = ctx
-        .sql("SELECT id FROM people")
-        .await
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    assert!(rows_as_text(&rows).is_empty());
+    let rows = stream_rows(&ctx, "SELECT id FROM people").await;
+    assert!(rows.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
