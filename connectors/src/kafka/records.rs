@@ -79,7 +79,7 @@ impl Records {
         metrics: &NodeMetrics,
     ) -> Result<RecordBatch, EngineError> {
         match format {
-            MessageFormat::Raw => raw_batch(table, schema, self.raw, metrics),
+            MessageFormat::Raw => raw_batch(table, topic, schema, self.raw, &self.origins, metrics),
             MessageFormat::Text(text) => {
                 let lines = Arc::new(self.lines);
                 let topic = topic.to_string();
@@ -116,8 +116,10 @@ impl Records {
 /// The `raw` format's batch: the values as the single column.
 fn raw_batch(
     table: &str,
+    topic: &str,
     schema: &SchemaRef,
     values: Vec<Option<Vec<u8>>>,
+    origins: &[(i32, i64)],
     metrics: &NodeMetrics,
 ) -> Result<RecordBatch, EngineError> {
     let field = match schema.fields().as_ref() {
@@ -133,7 +135,19 @@ fn raw_batch(
         DataType::Binary => Arc::new(BinaryArray::from_iter(values)),
         DataType::Utf8 => {
             let mut strings = Vec::with_capacity(rows);
-            let mut policy = MalformedPolicy::new("raw", format!("table '{table}'"), false);
+            let origins = Arc::new(origins.to_vec());
+            let topic = topic.to_string();
+            let names = Arc::new(move |line: u64| {
+                let at = usize::try_from(line).ok().and_then(|l| l.checked_sub(1));
+                match at.and_then(|l| origins.get(l)) {
+                    Some((partition, offset)) => {
+                        format!("topic '{topic}' partition {partition} offset {offset}")
+                    }
+                    None => format!("topic '{topic}'"),
+                }
+            });
+            let mut policy = MalformedPolicy::new("raw", format!("table '{table}'"), false)
+                .with_line_names(names);
             for (i, value) in values.into_iter().enumerate() {
                 match value.map(String::from_utf8).transpose() {
                     Ok(text) => strings.push(text),
@@ -231,7 +245,7 @@ mod tests {
             .flatten()
             .collect();
         assert_eq!(lines, ["hello", "world"]);
-        let err = raw_batch("t", &schema(), vec![], &metrics)
+        let err = raw_batch("t", "x", &schema(), vec![], &[], &metrics)
             .unwrap_err()
             .to_string();
         assert!(err.contains("exactly one STRING or BYTES column"), "{err}");

@@ -122,6 +122,15 @@ impl Reader {
         })
     }
 
+    /// Marks `partition` as read to its end.
+    fn reach_end(&mut self, partition: i32) {
+        if let Some(&end) = self.ends.as_ref().and_then(|ends| ends.get(&partition))
+            && let Some(next) = self.positions.get_mut(&partition)
+        {
+            *next = (*next).max(end);
+        }
+    }
+
     /// True when `offset` of `partition` is past its end.
     fn past_end(&self, partition: i32, offset: i64) -> bool {
         self.ends
@@ -138,8 +147,10 @@ struct KafkaSource {
     config: Arc<KafkaConfig>,
     split: Split,
     reader: Option<Reader>,
-    /// Offsets from a restored checkpoint, used when the split connects.
-    restored: Option<BTreeMap<i32, i64>>,
+    /// Offsets from a restored checkpoint, used when the split connects:
+    /// per partition, the next offset and the end offset (bounded tables keep
+    /// the end they started with, so a restored run reads the same messages).
+    restored: Option<BTreeMap<i32, (i64, Option<i64>)>>,
     /// Since when the consumer has reported errors without a message.
     failing_since: Option<Instant>,
 }
@@ -164,6 +175,9 @@ impl KafkaSource {
                     // offsets before its end are not messages (transaction
                     // markers).
                     ("enable.partition.eof", "true"),
+                    // An offset the broker no longer has (retention) resumes
+                    // at the oldest one it has, not at the end.
+                    ("auto.offset.reset", "earliest"),
                 ],
             )
             .create()
@@ -175,7 +189,7 @@ impl KafkaSource {
                 .copied()
                 .filter(|p| usize::try_from(*p).is_ok_and(|p| split.owns(p)))
                 .collect();
-            let positions = match restored {
+            let (positions, ends) = match restored {
                 Some(restored) => {
                     if let Some(p) = mine.iter().find(|p| !restored.contains_key(p)) {
                         return Err(kafka_error(
@@ -188,11 +202,23 @@ impl KafkaSource {
                             ),
                         ));
                     }
-                    restored
+                    let positions = restored.iter().map(|(p, (next, _))| (*p, *next)).collect();
+                    let ends = match config.bounded {
+                        BoundedMode::Unbounded => None,
+                        _ => Some(
+                            restored
+                                .iter()
+                                .map(|(p, (next, end))| (*p, end.unwrap_or(*next)))
+                                .collect(),
+                        ),
+                    };
+                    (positions, ends)
                 }
-                None => start_offsets(&table, &config, &consumer, &known, &mine)?,
+                None => (
+                    start_offsets(&table, &config, &consumer, &known, &mine)?,
+                    end_offsets(&table, &config, &consumer, &known, &mine)?,
+                ),
             };
-            let ends = end_offsets(&table, &config, &consumer, &known, &mine)?;
             let mut assignment = TopicPartitionList::new();
             for (&p, &offset) in &positions {
                 assignment
@@ -219,6 +245,8 @@ fn state_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new("partition", DataType::Int32, false),
         Field::new("next_offset", DataType::Int64, false),
+        // -1: no end (an unbounded table).
+        Field::new("end_offset", DataType::Int64, false),
     ]))
 }
 
@@ -262,23 +290,27 @@ impl Source for KafkaSource {
                 Ok(message) => {
                     self.failing_since = None;
                     let (partition, offset) = (message.partition(), message.offset());
-                    if !reader.positions.contains_key(&partition)
-                        || reader.past_end(partition, offset)
-                    {
+                    if !reader.positions.contains_key(&partition) {
+                        continue;
+                    }
+                    if reader.past_end(partition, offset) {
+                        // Offsets below the end that are not messages
+                        // (transaction markers, compacted records) must not
+                        // keep the partition open.
+                        reader.reach_end(partition);
                         continue;
                     }
                     reader.positions.insert(partition, offset + 1);
                     records.push(&self.config.format, partition, offset, message.payload());
                 }
                 Err(KafkaError::PartitionEOF(partition)) => {
-                    if self.config.bounded == BoundedMode::Latest
-                        && let Some(ends) = &reader.ends
-                        && let Some(&end) = ends.get(&partition)
-                        && let Some(next) = reader.positions.get_mut(&partition)
-                    {
-                        // At the partition's current end, which is at or
-                        // past the end offset taken at the start.
-                        *next = (*next).max(end);
+                    // The partition's current end is at or past an end taken
+                    // from it at the start (latest offset, or a time).
+                    if matches!(
+                        self.config.bounded,
+                        BoundedMode::Latest | BoundedMode::Timestamp(_)
+                    ) {
+                        reader.reach_end(partition);
                     }
                 }
                 Err(e) => {
@@ -311,19 +343,29 @@ impl Source for KafkaSource {
         Ok(Some(batch))
     }
 
-    /// The next offset of each partition of the split (those restored, before
-    /// the split connected).
+    /// The next and end offset of each partition of the split (those
+    /// restored, before the split connected).
     fn snapshot(&self) -> Result<OperatorState, EngineError> {
-        let positions = match (&self.reader, &self.restored) {
-            (Some(reader), _) => reader.positions.clone(),
+        let offsets: BTreeMap<i32, (i64, Option<i64>)> = match (&self.reader, &self.restored) {
+            (Some(reader), _) => reader
+                .positions
+                .iter()
+                .map(|(p, next)| {
+                    let end = reader.ends.as_ref().and_then(|e| e.get(p).copied());
+                    (*p, (*next, end))
+                })
+                .collect(),
             (None, Some(restored)) => restored.clone(),
             (None, None) => BTreeMap::new(),
         };
         let batch = RecordBatch::try_new(
             state_schema(),
             vec![
-                Arc::new(Int32Array::from_iter_values(positions.keys().copied())),
-                Arc::new(Int64Array::from_iter_values(positions.values().copied())),
+                Arc::new(Int32Array::from_iter_values(offsets.keys().copied())),
+                Arc::new(Int64Array::from_iter_values(offsets.values().map(|o| o.0))),
+                Arc::new(Int64Array::from_iter_values(
+                    offsets.values().map(|o| o.1.unwrap_or(-1)),
+                )),
             ],
         )?;
         Ok(OperatorState {
@@ -339,8 +381,14 @@ impl Source for KafkaSource {
                 state_column::<datafusion::arrow::datatypes::Int32Type>(batch, "partition")?;
             let next =
                 state_column::<datafusion::arrow::datatypes::Int64Type>(batch, "next_offset")?;
-            for (p, o) in partitions.values().iter().zip(next.values()) {
-                offsets.insert(*p, *o);
+            let end = state_column::<datafusion::arrow::datatypes::Int64Type>(batch, "end_offset")?;
+            for ((p, o), e) in partitions
+                .values()
+                .iter()
+                .zip(next.values())
+                .zip(end.values())
+            {
+                offsets.insert(*p, (*o, (*e >= 0).then_some(*e)));
             }
         }
         // An empty state: the split had not connected; start as configured.
