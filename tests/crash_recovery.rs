@@ -48,7 +48,7 @@ fn script_with_interval(
 ) -> String {
     // The uninterrupted run needs no pacing (batch sizes do not change results).
     let rate = if checkpoints.is_some() {
-        ", 'rows-per-second' = '100000'"
+        ", 'rows-per-second' = '60000'"
     } else {
         ""
     };
