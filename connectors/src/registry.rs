@@ -5,6 +5,7 @@
 //! |--------------|--------|------|
 //! | `filesystem` | yes    | yes  |
 //! | `kafka`      | yes    | yes  |
+//! | `upsert-kafka` | no (changelog sources are not supported yet) | yes |
 //! | `payments`   | yes    | no   |
 //! | `memory`     | yes    | yes  |
 //! | `print`      | no     | yes  |
@@ -35,7 +36,8 @@ use crate::payments::{self, PaymentsSourceFactory};
 use crate::print::{self, PrintSinkFactory};
 
 /// The connectors this registry knows, for error messages.
-pub const SUPPORTED_CONNECTORS: &str = "filesystem, kafka, payments, memory, print, blackhole";
+pub const SUPPORTED_CONNECTORS: &str =
+    "filesystem, kafka, upsert-kafka, payments, memory, print, blackhole";
 
 /// The built-in connectors plus the in-memory tables and sinks registered on it.
 #[derive(Default)]
@@ -246,6 +248,12 @@ impl ConnectorRegistry for DefaultConnectors {
         match name.as_str() {
             filesystem::IDENTIFIER => Ok(Arc::new(FileSourceFactory::new(table)?)),
             kafka::IDENTIFIER => Ok(Arc::new(KafkaSourceFactory::new(table)?)),
+            kafka::UPSERT_IDENTIFIER => Err(EngineError::Config(format!(
+                "table '{}': reading an 'upsert-kafka' table (a changelog source) is not \
+                 supported yet; read the topic with 'connector' = 'kafka' to see every message \
+                 (a tombstone, whose value is empty, holds no row)",
+                table.name
+            ))),
             payments::IDENTIFIER => Ok(Arc::new(PaymentsSourceFactory::new(table)?)),
             memory::IDENTIFIER => self.memory_source(table),
             print::IDENTIFIER | blackhole::IDENTIFIER => Err(EngineError::Config(format!(
@@ -260,7 +268,9 @@ impl ConnectorRegistry for DefaultConnectors {
         let name = connector_of(table)?;
         match name.as_str() {
             filesystem::IDENTIFIER => Ok(Arc::new(FileSinkFactory::new(table)?)),
-            kafka::IDENTIFIER => Ok(Arc::new(KafkaSinkFactory::new(table)?)),
+            kafka::IDENTIFIER | kafka::UPSERT_IDENTIFIER => {
+                Ok(Arc::new(KafkaSinkFactory::new(table)?))
+            }
             print::IDENTIFIER => Ok(Arc::new(PrintSinkFactory::new(table)?)),
             blackhole::IDENTIFIER => Ok(Arc::new(BlackholeSinkFactory::new(table)?)),
             memory::IDENTIFIER => self.memory_sink(table),
@@ -331,6 +341,29 @@ mod tests {
     }
 
     #[test]
+    fn upsert_kafka_is_written_to_and_not_read_from() {
+        let r = DefaultConnectors::new();
+        let mut table = spec(
+            "balances",
+            ids_schema(),
+            &[
+                ("connector", "upsert-kafka"),
+                ("topic", "balances"),
+                ("properties.bootstrap.servers", "127.0.0.1:9"),
+                ("key.format", "csv"),
+                ("value.format", "json"),
+            ],
+        );
+        let err = r.source(&table).err().unwrap().to_string();
+        assert!(err.contains("reading an 'upsert-kafka' table"), "{err}");
+        let err = r.sink(&table).err().unwrap().to_string();
+        assert!(err.contains("needs a primary key"), "{err}");
+        table.primary_key = vec!["id".into()];
+        let sink = r.sink(&table).unwrap();
+        assert!(sink.accepts_changelog());
+    }
+
+    #[test]
     fn missing_or_unknown_connector_lists_the_supported_ones() {
         let r = DefaultConnectors::new();
         let err = r
@@ -340,7 +373,7 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "table 'x' has no 'connector' option; supported: filesystem, kafka, payments, memory, print, blackhole"
+            "table 'x' has no 'connector' option; supported: filesystem, kafka, upsert-kafka, payments, memory, print, blackhole"
         );
         let err = r
             .sink(&spec("x", ids_schema(), &[("connector", "rabbitmq")]))
@@ -349,7 +382,7 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "table 'x': unknown connector 'rabbitmq'; supported: filesystem, kafka, payments, memory, print, blackhole"
+            "table 'x': unknown connector 'rabbitmq'; supported: filesystem, kafka, upsert-kafka, payments, memory, print, blackhole"
         );
     }
 

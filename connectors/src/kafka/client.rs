@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use rdkafka::client::{Client, ClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -260,3 +261,29 @@ fn offsets_for_time(
 /// How long [`super::source`] waits for a message before it hands the runtime
 /// an empty batch (so checkpoints and idleness are not held up).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The number of partitions of the table's topic; a topic that does not exist
+/// is an error. Blocking.
+pub fn partition_count<C: ClientContext>(
+    table: &str,
+    config: &KafkaConfig,
+    client: &Client<C>,
+) -> Result<i32, EngineError> {
+    let metadata = client
+        .fetch_metadata(Some(&config.topic), config.request_timeout)
+        .map_err(|e| kafka_error(table, config, "no answer about", e))?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .find(|t| t.name() == config.topic)
+        .map_or(0, |t| t.partitions().len());
+    if partitions == 0 {
+        return Err(kafka_error(
+            table,
+            config,
+            "cannot write",
+            "the topic does not exist (or has no partitions)",
+        ));
+    }
+    Ok(i32::try_from(partitions).unwrap_or(i32::MAX))
+}

@@ -9,17 +9,26 @@
 //! `specific-offsets`), `format` (`csv`, `json`, `raw`; one row per message),
 //! `key.format` / `key.fields` (the sink's message key), `sink.partitioner`
 //! (`default`, `fixed`, `round-robin`) and `sink.delivery-guarantee` (`none`,
-//! `at-least-once`).
+//! `at-least-once`, `exactly-once` with `sink.transactional-id-prefix`).
+//!
+//! `'connector' = 'upsert-kafka'` writes an updating query's result keyed by
+//! the table's `PRIMARY KEY`: an insert or update is a message whose key is the
+//! primary key (in `key.format`) and whose value is the row (in
+//! `value.format`), a delete is a tombstone (the key with no value), and
+//! update-befores are not written. Compacting the topic by key leaves the
+//! query's current result.
 //!
 //! Partitions are the unit of parallel reading: split `i` of `n` reads the
 //! partitions `p` with `p % n == i`. Each split's next offset per partition is
 //! its checkpoint state and the only thing a restore trusts.
 
 mod client;
+mod messages;
 mod offsets;
 mod records;
 mod sink;
 mod source;
+mod transactions;
 
 pub use offsets::{BoundedMode, StartupMode};
 pub use sink::KafkaSinkFactory;
@@ -35,6 +44,9 @@ use crate::options::{CONNECTOR, TableOptions};
 
 /// The connector's name in `'connector' = 'kafka'`.
 pub const IDENTIFIER: &str = "kafka";
+/// The connector's name in `'connector' = 'upsert-kafka'` (a sink of changes
+/// keyed by the primary key).
+pub const UPSERT_IDENTIFIER: &str = "upsert-kafka";
 /// The topic to read or write.
 pub const TOPIC: &str = "topic";
 /// Client properties: every `properties.<key>` goes to librdkafka as `<key>`.
@@ -63,7 +75,7 @@ pub const KEY_FORMAT: &str = "key.format";
 pub const KEY_FIELDS: &str = "key.fields";
 /// How the sink picks partitions.
 pub const SINK_PARTITIONER: &str = "sink.partitioner";
-/// `none` or `at-least-once`.
+/// `none`, `at-least-once` or `exactly-once`.
 pub const SINK_DELIVERY_GUARANTEE: &str = "sink.delivery-guarantee";
 /// Transactional id prefix of exactly-once sinks.
 pub const SINK_TRANSACTIONAL_ID_PREFIX: &str = "sink.transactional-id-prefix";
@@ -74,26 +86,49 @@ pub const REQUEST_TIMEOUT: &str = "watershed.kafka.request-timeout";
 /// Default for [`REQUEST_TIMEOUT`].
 const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The options this connector reads besides `properties.*` and the format's.
+/// The options both connectors read besides `properties.*` and the formats'.
 const OPTION_KEYS: &[&str] = &[
     CONNECTOR,
     TOPIC,
+    FORMAT,
+    VALUE_FORMAT,
+    KEY_FORMAT,
+    SINK_DELIVERY_GUARANTEE,
+    SINK_TRANSACTIONAL_ID_PREFIX,
+    REQUEST_TIMEOUT,
+    "value.fields-include",
+];
+
+/// The options only `kafka` reads (`upsert-kafka` reads no offsets, keys by
+/// the primary key and partitions by the key).
+const KAFKA_ONLY_OPTION_KEYS: &[&str] = &[
     STARTUP_MODE,
     STARTUP_SPECIFIC_OFFSETS,
     STARTUP_TIMESTAMP,
     BOUNDED_MODE,
     BOUNDED_SPECIFIC_OFFSETS,
     BOUNDED_TIMESTAMP,
-    FORMAT,
-    VALUE_FORMAT,
-    KEY_FORMAT,
     KEY_FIELDS,
     SINK_PARTITIONER,
-    SINK_DELIVERY_GUARANTEE,
-    SINK_TRANSACTIONAL_ID_PREFIX,
-    REQUEST_TIMEOUT,
-    "value.fields-include",
 ];
+
+/// What the sink promises about delivery (Flink's `sink.delivery-guarantee`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeliveryGuarantee {
+    /// Messages are sent and not waited for: a crash can lose them.
+    None,
+    /// Every checkpoint waits for the broker to acknowledge the messages sent
+    /// before it; a restore sends later ones again (duplicates possible).
+    AtLeastOnce,
+    /// The messages of each checkpoint are written in one Kafka transaction,
+    /// committed once the checkpoint is complete; `read_committed` readers see
+    /// each row once.
+    ExactlyOnce {
+        /// Prefix of the transactional ids (`<prefix>-<instance>`), unique to
+        /// the job among everything writing to the cluster.
+        transactional_id_prefix: String,
+    },
+}
 
 /// The format of a message's value (or key): one row per message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,12 +176,15 @@ pub struct KafkaConfig {
     pub startup: StartupMode,
     /// Where reading ends.
     pub bounded: BoundedMode,
-    /// The key format and the key columns, when the sink writes keys.
+    /// The key format and the key columns, when the sink writes keys (for
+    /// `upsert-kafka`, the primary key).
     pub key: Option<(MessageFormat, Vec<String>)>,
+    /// True for `upsert-kafka`: changes keyed by the primary key.
+    pub upsert: bool,
     /// How the sink picks a message's partition.
     pub partitioner: Partitioner,
-    /// Whether the sink waits for the broker's acknowledgement at checkpoints.
-    pub at_least_once: bool,
+    /// What the sink promises about delivery.
+    pub delivery: DeliveryGuarantee,
     /// Bound on metadata and offset requests.
     pub request_timeout: Duration,
 }
@@ -163,8 +201,15 @@ pub enum Partitioner {
 }
 
 impl KafkaConfig {
-    /// Parses and validates a Kafka table's options; unknown keys are errors.
-    pub fn from_options(options: &TableOptions<'_>) -> Result<Self, EngineError> {
+    /// Parses and validates a Kafka table's options (for `upsert-kafka`, with
+    /// the table's `primary_key`); unknown keys are errors.
+    pub fn from_options(
+        options: &TableOptions<'_>,
+        primary_key: &[String],
+    ) -> Result<Self, EngineError> {
+        let upsert = options
+            .get(CONNECTOR)
+            .is_some_and(|c| c.trim().eq_ignore_ascii_case(UPSERT_IDENTIFIER));
         let topic = options.required(TOPIC)?.to_string();
         if topic.contains([',', ';']) || topic.trim().is_empty() {
             return Err(options.error(TOPIC, "expected one topic name"));
@@ -185,6 +230,19 @@ impl KafkaConfig {
         };
         let format = MessageFormat::from_options(options, format_key)?;
         let key = match options.get(KEY_FIELDS) {
+            _ if upsert => {
+                if primary_key.is_empty() {
+                    return Err(options.table_error(
+                        "an 'upsert-kafka' table needs a primary key: declare PRIMARY KEY \
+                         (...) NOT ENFORCED with the columns that identify a result row \
+                         (e.g. the GROUP BY keys); they become the message key",
+                    ));
+                }
+                Some((
+                    MessageFormat::from_options(options, KEY_FORMAT)?,
+                    primary_key.to_vec(),
+                ))
+            }
             Some(fields) => {
                 let columns: Vec<String> = fields
                     .split(';')
@@ -202,6 +260,9 @@ impl KafkaConfig {
             None => None,
         };
         let mut known: Vec<&str> = OPTION_KEYS.to_vec();
+        if !upsert {
+            known.extend_from_slice(KAFKA_ONLY_OPTION_KEYS);
+        }
         known.extend_from_slice(format.option_keys());
         if let Some((key_format, _)) = &key {
             known.extend_from_slice(key_format.option_keys());
@@ -212,7 +273,12 @@ impl KafkaConfig {
             .filter(|(k, _)| !k.starts_with(PROPERTIES_PREFIX))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        TableOptions::new(options.table(), &without_properties).check_known(IDENTIFIER, &known)?;
+        let connector = if upsert {
+            UPSERT_IDENTIFIER
+        } else {
+            IDENTIFIER
+        };
+        TableOptions::new(options.table(), &without_properties).check_known(connector, &known)?;
         if let Some(include) = options.get("value.fields-include")
             && !include.eq_ignore_ascii_case("ALL")
         {
@@ -232,27 +298,7 @@ impl KafkaConfig {
                 ));
             }
         };
-        let at_least_once = match options
-            .string_or(SINK_DELIVERY_GUARANTEE, "at-least-once")
-            .trim()
-        {
-            "at-least-once" => true,
-            "none" => false,
-            "exactly-once" => {
-                return Err(options.error(
-                    SINK_DELIVERY_GUARANTEE,
-                    "'exactly-once' (Kafka transactions) is not supported yet: use \
-                     'at-least-once' and write to an exactly-once file sink, or \
-                     deduplicate downstream",
-                ));
-            }
-            _ => {
-                return Err(options.error(
-                    SINK_DELIVERY_GUARANTEE,
-                    "expected 'none' or 'at-least-once'",
-                ));
-            }
-        };
+        let delivery = DeliveryGuarantee::from_options(options)?;
         Ok(KafkaConfig {
             topic,
             properties,
@@ -260,10 +306,20 @@ impl KafkaConfig {
             startup: StartupMode::from_options(options)?,
             bounded: BoundedMode::from_options(options)?,
             key,
+            upsert,
             partitioner,
-            at_least_once,
+            delivery,
             request_timeout: options.duration_or(REQUEST_TIMEOUT, DEFAULT_REQUEST_TIMEOUT)?,
         })
+    }
+
+    /// The connector's name, for messages.
+    pub fn connector(&self) -> &'static str {
+        if self.upsert {
+            UPSERT_IDENTIFIER
+        } else {
+            IDENTIFIER
+        }
     }
 
     /// The brokers, for messages.
@@ -271,6 +327,48 @@ impl KafkaConfig {
         self.properties
             .get("bootstrap.servers")
             .map_or("", String::as_str)
+    }
+}
+
+impl DeliveryGuarantee {
+    /// Reads `sink.delivery-guarantee` (default `at-least-once`) and, for
+    /// `exactly-once`, the required `sink.transactional-id-prefix`.
+    fn from_options(options: &TableOptions<'_>) -> Result<Self, EngineError> {
+        let prefix = options.get(SINK_TRANSACTIONAL_ID_PREFIX).map(str::trim);
+        let guarantee = match options
+            .string_or(SINK_DELIVERY_GUARANTEE, "at-least-once")
+            .trim()
+        {
+            "at-least-once" => DeliveryGuarantee::AtLeastOnce,
+            "none" => DeliveryGuarantee::None,
+            "exactly-once" => match prefix {
+                Some(prefix) if !prefix.is_empty() => DeliveryGuarantee::ExactlyOnce {
+                    transactional_id_prefix: prefix.to_string(),
+                },
+                _ => {
+                    return Err(options.error(
+                        SINK_DELIVERY_GUARANTEE,
+                        format!(
+                            "'exactly-once' needs '{SINK_TRANSACTIONAL_ID_PREFIX}': a prefix \
+                             of Kafka transactional ids unique to this job"
+                        ),
+                    ));
+                }
+            },
+            _ => {
+                return Err(options.error(
+                    SINK_DELIVERY_GUARANTEE,
+                    "expected 'none', 'at-least-once' or 'exactly-once'",
+                ));
+            }
+        };
+        if prefix.is_some() && !matches!(guarantee, DeliveryGuarantee::ExactlyOnce { .. }) {
+            return Err(options.error(
+                SINK_TRANSACTIONAL_ID_PREFIX,
+                format!("only applies when '{SINK_DELIVERY_GUARANTEE}' is 'exactly-once'"),
+            ));
+        }
+        Ok(guarantee)
     }
 }
 
@@ -293,7 +391,7 @@ mod tests {
         ];
         all.extend_from_slice(pairs);
         let map = options(&all);
-        KafkaConfig::from_options(&TableOptions::new("t", &map)).map_err(|e| e.to_string())
+        KafkaConfig::from_options(&TableOptions::new("t", &map), &[]).map_err(|e| e.to_string())
     }
 
     #[test]
@@ -325,7 +423,8 @@ mod tests {
         assert_eq!(c.bounded, BoundedMode::Latest);
         assert_eq!(c.key, Some((MessageFormat::Raw, vec!["card_id".into()])));
         assert_eq!(c.partitioner, Partitioner::RoundRobin);
-        assert!(c.at_least_once);
+        assert_eq!(c.delivery, DeliveryGuarantee::AtLeastOnce);
+        assert!(!c.upsert);
     }
 
     #[test]
@@ -353,7 +452,11 @@ mod tests {
                     ("format", "csv"),
                     ("sink.delivery-guarantee", "exactly-once"),
                 ],
-                "not supported yet",
+                "needs 'sink.transactional-id-prefix'",
+            ),
+            (
+                vec![("format", "csv"), ("sink.transactional-id-prefix", "risk")],
+                "only applies when",
             ),
             (
                 vec![("format", "csv"), ("scan.startup.offsets", "x")],
@@ -372,5 +475,60 @@ mod tests {
             assert!(err.contains(expected), "{pairs:?}: {err}");
             assert!(err.contains("table 't'"), "{err}");
         }
+    }
+
+    fn parse_upsert(pairs: &[(&str, &str)], primary_key: &[&str]) -> Result<KafkaConfig, String> {
+        let mut all = vec![
+            ("connector", "upsert-kafka"),
+            ("topic", "balances"),
+            ("properties.bootstrap.servers", "127.0.0.1:9092"),
+        ];
+        all.extend_from_slice(pairs);
+        let map = options(&all);
+        let key: Vec<String> = primary_key.iter().map(|k| k.to_string()).collect();
+        KafkaConfig::from_options(&TableOptions::new("t", &map), &key).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn upsert_kafka_keys_by_the_primary_key_and_reads_no_offsets() {
+        let formats = [("key.format", "csv"), ("value.format", "json")];
+        let c = parse_upsert(&formats, &["account_id"]).unwrap();
+        assert!(c.upsert);
+        assert_eq!(c.connector(), "upsert-kafka");
+        assert!(matches!(c.format, MessageFormat::Text(_)));
+        assert!(matches!(&c.key, Some((MessageFormat::Text(_), k)) if k == &["account_id"]));
+        let err = parse_upsert(&formats, &[]).unwrap_err();
+        assert!(err.contains("needs a primary key"), "{err}");
+        for extra in [
+            ("key.fields", "account_id"),
+            ("scan.startup.mode", "earliest-offset"),
+            ("sink.partitioner", "fixed"),
+        ] {
+            let mut pairs = formats.to_vec();
+            pairs.push(extra);
+            let err = parse_upsert(&pairs, &["account_id"]).unwrap_err();
+            assert!(
+                err.contains("unsupported option") && err.contains(extra.0),
+                "{err}"
+            );
+        }
+        let err = parse_upsert(&[("value.format", "json")], &["account_id"]).unwrap_err();
+        assert!(err.contains("key.format"), "{err}");
+    }
+
+    #[test]
+    fn exactly_once_takes_a_transactional_id_prefix() {
+        let c = parse(&[
+            ("format", "csv"),
+            ("sink.delivery-guarantee", "exactly-once"),
+            ("sink.transactional-id-prefix", " risk-alerts "),
+        ])
+        .unwrap();
+        assert_eq!(
+            c.delivery,
+            DeliveryGuarantee::ExactlyOnce {
+                transactional_id_prefix: "risk-alerts".into()
+            }
+        );
     }
 }

@@ -54,7 +54,7 @@ impl KafkaSourceFactory {
     /// when a reader starts, so EXPLAIN works without it.
     pub fn new(table: &TableSpec) -> Result<Self, EngineError> {
         let options = TableOptions::from_spec(table);
-        let config = KafkaConfig::from_options(&options)?;
+        let config = KafkaConfig::from_options(&options, &table.primary_key)?;
         match &config.format {
             MessageFormat::Raw => {
                 let ok = matches!(table.schema.fields().as_ref(), [f]
