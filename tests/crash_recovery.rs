@@ -2,9 +2,13 @@
 //! each time with `--restore latest`: the committed output (visible part files)
 //! equals, row for row, the output of an uninterrupted run.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use common::binary::{assert_no_in_progress_files, committed_rows, watershed};
 
 use rand::{Rng, SeedableRng};
 
@@ -110,35 +114,6 @@ fn script_with_interval(
          INSERT INTO result {query};",
         out.display(),
     )
-}
-
-fn watershed(script: &Path, restore: bool) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_watershed"));
-    command.arg("run").arg(script).arg("--progress").arg("0");
-    if restore {
-        command.arg("--restore").arg("latest");
-    }
-    command.stdout(Stdio::null()).stderr(Stdio::piped());
-    command
-}
-
-/// Every row of the visible part files, sorted; fails on leftover hidden files.
-fn committed_rows(dir: &Path) -> Vec<String> {
-    let mut rows = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return rows;
-    };
-    for entry in entries {
-        let entry = entry.expect("entry");
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') {
-            continue;
-        }
-        let text = std::fs::read_to_string(entry.path()).expect("read part");
-        rows.extend(text.lines().map(str::to_string));
-    }
-    rows.sort();
-    rows
 }
 
 /// The table a changelog directory replays to, as sorted `key,values` lines.
@@ -408,14 +383,4 @@ fn uninterrupted_output(root: &Path, job: Job) -> Vec<String> {
         .expect("run watershed");
     assert!(status.success());
     job.output(&expected_out)
-}
-
-/// Fails when `dir` holds hidden (in-progress) part files.
-fn assert_no_in_progress_files(dir: &Path) {
-    let hidden: Vec<String> = std::fs::read_dir(dir)
-        .expect("out")
-        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with('.'))
-        .collect();
-    assert!(hidden.is_empty(), "in-progress files left: {hidden:?}");
 }

@@ -8,11 +8,16 @@
 
 mod common;
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::binary::{
+    assert_no_in_progress_files, committed_rows, latest_checkpoint_id, watershed,
+};
 use common::{assert_same_rows, batch_rows, payments, rows_as_text, stream_rows, tumble_oracle};
 use datafusion::arrow::array::RecordBatch;
+use rand::{Rng, SeedableRng};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -730,4 +735,134 @@ async fn an_exactly_once_sink_restored_from_its_checkpoint_commits_each_row_once
     ctx.sql(&output("windows")).await.unwrap();
     let written = stream_rows(&ctx, "SELECT * FROM windows").await;
     assert_same_rows("committed windows", &written, &expected);
+}
+
+/// A topic of payments read by three splits (one per partition) through a
+/// one-minute TUMBLE into the exactly-once file sink, checkpointing every
+/// 200 ms, as a script for the `watershed` binary.
+fn crash_script(brokers: &str, topic: &str, out: &Path, checkpoints: Option<&Path>) -> String {
+    let settings = checkpoints.map_or_else(String::new, |dir| {
+        format!(
+            "SET 'execution.checkpointing.interval' = '200 ms';
+             SET 'execution.checkpointing.dir' = 'file://{}';",
+            dir.display()
+        )
+    });
+    format!(
+        "{settings}
+         SET 'parallelism.default' = '3';
+         {};
+         CREATE TABLE result (window_start TIMESTAMP(3), window_end TIMESTAMP(3),
+           card_id BIGINT, txns BIGINT, total DECIMAL(38, 2))
+         WITH ('connector' = 'filesystem', 'path' = '{}', 'format' = 'csv');
+         {};",
+        payments_table(
+            "payments",
+            brokers,
+            topic,
+            ", 'scan.bounded.mode' = 'latest-offset'"
+        ),
+        out.display(),
+        WINDOW_QUERY.replace("INSERT INTO out", "INSERT INTO result"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_runs_over_a_topic_commit_the_uninterrupted_rows() {
+    let Some(brokers) = brokers() else {
+        return;
+    };
+    let topic = unique_topic("crash");
+    payments_topic(&brokers, &topic, 300_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+
+    let expected_out = root.join("expected");
+    let expected_script = root.join("expected.sql");
+    std::fs::write(
+        &expected_script,
+        crash_script(&brokers, &topic, &expected_out, None),
+    )
+    .unwrap();
+    let run = watershed(&expected_script, false).output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let expected = committed_rows(&expected_out);
+    assert!(expected.len() > 1_000, "{} rows", expected.len());
+
+    // Each attempt is killed at a random moment after it completed a
+    // checkpoint of its own (so every attempt makes progress, however long
+    // the broker takes to answer), then restored from the latest checkpoint.
+    let out = root.join("out");
+    let checkpoints = root.join("checkpoints");
+    let script = root.join("job.sql");
+    std::fs::write(
+        &script,
+        crash_script(&brokers, &topic, &out, Some(&checkpoints)),
+    )
+    .unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut kills = 0;
+    let started = std::time::Instant::now();
+    let finished = loop {
+        let before = latest_checkpoint_id(&checkpoints);
+        let mut child = watershed(&script, kills > 0).spawn().unwrap();
+        let extra = Duration::from_millis(rng.random_range(0..400));
+        let ended = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if latest_checkpoint_id(&checkpoints) > before {
+                tokio::time::sleep(extra).await;
+                break child.try_wait().unwrap();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(300),
+                "no checkpoint completed within 5 minutes (after {kills} kills)"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        if let Some(status) = ended {
+            let stderr = child.wait_with_output().unwrap().stderr;
+            assert!(status.success(), "{}", String::from_utf8_lossy(&stderr));
+            break false;
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        kills += 1;
+        // Only whole committed parts are visible: each row is an expected one.
+        let visible = committed_rows(&out);
+        let unexpected: Vec<&String> = visible
+            .iter()
+            .filter(|r| expected.binary_search(r).is_err())
+            .take(3)
+            .collect();
+        assert!(unexpected.is_empty(), "after kill {kills}: {unexpected:?}");
+        if kills == 8 {
+            break true;
+        }
+    };
+    assert!(
+        finished,
+        "the job ended after {kills} kills, before the eighth"
+    );
+    let committed_before = committed_rows(&out).len();
+    assert!(
+        committed_before < expected.len(),
+        "the kills interrupted the job ({committed_before} of {} rows committed)",
+        expected.len()
+    );
+    let run = watershed(&script, true).output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let got = committed_rows(&out);
+    assert_eq!(got.len(), expected.len(), "row count after {kills} kills");
+    assert!(got == expected, "rows differ after {kills} kills");
+    assert_no_in_progress_files(&out);
 }
