@@ -385,11 +385,13 @@ async fn an_unreachable_broker_fails_the_job_with_a_clear_error() {
 }
 
 /// Ten minutes of readings, one per second, all in partition 0 of a topic of
-/// two partitions, read as a stream by two splits: split 1 has no data.
+/// two partitions, read as a stream by `parallelism` splits: with two, split
+/// 1 has no data; with one, the split's partition 1 has none.
 async fn idle_partition_job(
     brokers: &str,
     idle_timeout: Option<&str>,
     wait: Duration,
+    parallelism: usize,
 ) -> Vec<String> {
     let topic = unique_topic("idle");
     create_topic(brokers, &topic, 2).await;
@@ -400,7 +402,11 @@ async fn idle_partition_job(
     produce(brokers, &topic, 0, &values).await;
 
     let sink = CollectSinkFactory::new();
-    let ctx = context(&sink, "SET 'parallelism.default' = '2';").await;
+    let ctx = context(
+        &sink,
+        &format!("SET 'parallelism.default' = '{parallelism}';"),
+    )
+    .await;
     let idle = idle_timeout
         .map(|t| format!(", 'scan.watermark.idle-timeout' = '{t}'"))
         .unwrap_or_default();
@@ -447,15 +453,24 @@ async fn an_idle_partition_holds_the_watermark_back_only_without_an_idle_timeout
     let Some(brokers) = brokers() else {
         return;
     };
-    let fired = idle_partition_job(&brokers, Some("300 ms"), Duration::from_secs(30)).await;
     let expected: Vec<String> = (1..=9)
         .map(|m| format!("2026-01-01T00:{m:02}:00 | 60"))
         .collect();
-    assert_eq!(fired, expected);
-    // Without the timeout the empty split holds every window back (as in
-    // Flink): nothing fires.
-    let held = idle_partition_job(&brokers, None, Duration::from_secs(5)).await;
-    assert!(held.is_empty(), "{held:?}");
+    // An idle split (parallelism 2), or an idle partition of the one split.
+    for parallelism in [2, 1] {
+        let fired = idle_partition_job(
+            &brokers,
+            Some("300 ms"),
+            Duration::from_secs(30),
+            parallelism,
+        )
+        .await;
+        assert_eq!(fired, expected, "parallelism {parallelism}");
+        // Without the timeout the empty partition holds every window back
+        // (as in Flink): nothing fires.
+        let held = idle_partition_job(&brokers, None, Duration::from_secs(5), parallelism).await;
+        assert!(held.is_empty(), "parallelism {parallelism}: {held:?}");
+    }
 }
 
 /// Every message of `topic` as `(partition, key, value)`, in offset order
@@ -865,4 +880,52 @@ async fn sigkilled_runs_over_a_topic_commit_the_uninterrupted_rows() {
     assert_eq!(got.len(), expected.len(), "row count after {kills} kills");
     assert!(got == expected, "rows differ after {kills} kills");
     assert_no_in_progress_files(&out);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_split_of_two_partitions_keeps_a_watermark_per_partition() {
+    let Some(brokers) = brokers() else {
+        return;
+    };
+    // The same ten minutes of readings, one per second, in each partition:
+    // read by one split, a partition read ahead must not make the other's
+    // rows late.
+    let topic = unique_topic("two-partitions");
+    create_topic(&brokers, &topic, 2).await;
+    let values: Vec<String> = (0..600)
+        .map(|s| format!("{s},2026-01-01 00:{:02}:{:02}", s / 60, s % 60))
+        .collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    produce(&brokers, &topic, 0, &values).await;
+    produce(&brokers, &topic, 1, &values).await;
+
+    let sink = CollectSinkFactory::new();
+    let ctx = context(&sink, "SET 'parallelism.default' = '1';").await;
+    ctx.sql(&format!(
+        "CREATE TABLE readings (id BIGINT, event_time TIMESTAMP(3),
+           WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
+         ) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+                 'properties.bootstrap.servers' = '{brokers}', 'format' = 'csv',
+                 'scan.bounded.mode' = 'latest-offset');
+         CREATE TABLE out (window_end TIMESTAMP(3), readings BIGINT)
+         WITH ('connector' = 'memory');"
+    ))
+    .await
+    .unwrap();
+    let result = ctx
+        .sql(
+            "INSERT INTO out SELECT window_end, COUNT(*)
+             FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
+             GROUP BY window_start, window_end",
+        )
+        .await
+        .unwrap()
+        .run()
+        .await
+        .unwrap();
+    assert_eq!(result.rows.late, 0, "no row is late");
+    let expected: Vec<String> = (1..=10)
+        .map(|m| format!("2026-01-01T00:{m:02}:00 | 120"))
+        .collect();
+    assert_eq!(rows_as_text(&sink.batches()), expected);
 }

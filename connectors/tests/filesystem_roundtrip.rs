@@ -101,6 +101,7 @@ async fn read(
     let ctx = SourceContext {
         metrics: Arc::new(NodeMetrics::default()),
         batch_size,
+        idle_timeout: None,
     };
     let mut source = factory.create(Split::SINGLE)?;
     let mut batches = Vec::new();

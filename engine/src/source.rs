@@ -18,6 +18,10 @@ pub struct SourceContext {
     pub metrics: Arc<NodeMetrics>,
     /// Preferred number of rows per batch.
     pub batch_size: usize,
+    /// The table's idle timeout (`scan.watermark.idle-timeout`), when set: a
+    /// source tracking partitions inside a split leaves out of its watermark
+    /// those silent for this long.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 /// A reader of external data that yields Arrow batches.

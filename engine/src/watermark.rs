@@ -7,12 +7,22 @@
 //! millisecond ahead of the watermark in force before it (a session ending there
 //! would fire), and that watermark is emitted just before the row. Downstream operators therefore judge lateness exactly as if rows came one
 //! at a time, whatever the batch boundaries or the speed of the job.
+//!
+//! A split that reads several partitions (a Kafka split owning partitions 0
+//! and 2, say) tags each batch with the one partition its rows come from
+//! ([`tag_partition`]). The assigner then keeps one watermark per partition and
+//! emits their minimum, as Flink's per-partition watermarks do: a partition
+//! read ahead of another does not make the other's rows late. A partition that
+//! has sent nothing yet holds the split's watermark back, unless the source
+//! leaves it out of the tag's list (idle for the table's idle timeout, or read
+//! to its end).
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::compute::{cast, filter_record_batch, is_not_null};
-use datafusion::arrow::datatypes::{SchemaRef, TimestampMillisecondType};
+use datafusion::arrow::datatypes::{Schema, SchemaRef, TimestampMillisecondType};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::physical_expr::PhysicalExpr;
 
@@ -20,6 +30,42 @@ use crate::error::{EngineError, Result};
 use crate::metrics::NodeMetrics;
 use crate::operator::{Operator, OperatorFactory, Output};
 use crate::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp, event_time_type};
+
+/// Schema metadata key of a batch whose rows all come from one partition of
+/// the split: the partition's name.
+pub const PARTITION_METADATA: &str = "watershed.source.partition";
+/// Schema metadata key naming the partitions of the split that count toward
+/// its watermark (`,`-separated): those still open and not idle.
+pub const SPLIT_PARTITIONS_METADATA: &str = "watershed.source.split-partitions";
+
+/// Tags `batch` as holding rows of partition `partition` only, of a split
+/// whose watermark is the minimum over `partitions` (its open partitions that
+/// are not idle); the watermark assigner then tracks the partitions'
+/// watermarks apart.
+pub fn tag_partition(
+    batch: RecordBatch,
+    partition: &str,
+    partitions: &[String],
+) -> Result<RecordBatch> {
+    let metadata = HashMap::from([
+        (PARTITION_METADATA.to_string(), partition.to_string()),
+        (SPLIT_PARTITIONS_METADATA.to_string(), partitions.join(",")),
+    ]);
+    let schema = Arc::new(Schema::new_with_metadata(
+        batch.schema().fields().clone(),
+        metadata,
+    ));
+    Ok(RecordBatch::try_new(schema, batch.columns().to_vec())?)
+}
+
+/// True when `batch` carries a partition tag ([`tag_partition`]); an empty
+/// tagged batch still goes to the watermark assigner.
+pub fn is_partition_tagged(batch: &RecordBatch) -> bool {
+    batch
+        .schema_ref()
+        .metadata()
+        .contains_key(PARTITION_METADATA)
+}
 
 /// How the watermark is computed from a row.
 #[derive(Debug, Clone)]
@@ -39,6 +85,9 @@ pub struct WatermarkAssigner {
     strategy: WatermarkStrategy,
     expr_text: String,
     watermark: Timestamp,
+    /// Per partition of a split that tags its batches, the partition's own
+    /// watermark.
+    partitions: BTreeMap<String, Timestamp>,
 }
 
 impl WatermarkAssigner {
@@ -56,11 +105,30 @@ impl WatermarkAssigner {
             strategy,
             expr_text: expr_text.into(),
             watermark: MIN_WATERMARK,
+            partitions: BTreeMap::new(),
         }
     }
 
     fn time_values(&self, batch: &RecordBatch) -> Result<Arc<dyn Array>> {
         Ok(cast(batch.column(self.time_column), &event_time_type())?)
+    }
+
+    /// For a tagged batch: its partition, and the minimum of the watermarks
+    /// of the other partitions the tag lists (partitions not seen yet count as
+    /// [`MIN_WATERMARK`]). `None` for an untagged batch.
+    fn partition_of(&self, batch: &RecordBatch) -> Option<(String, Timestamp)> {
+        let metadata = batch.schema_ref().metadata();
+        let partition = metadata.get(PARTITION_METADATA)?.clone();
+        let others = metadata
+            .get(SPLIT_PARTITIONS_METADATA)
+            .map(String::as_str)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|name| !name.is_empty() && *name != partition)
+            .map(|name| self.partitions.get(name).copied().unwrap_or(MIN_WATERMARK))
+            .min()
+            .unwrap_or(MAX_WATERMARK);
+        Some((partition, others))
     }
 }
 
@@ -79,6 +147,22 @@ impl Operator for WatermarkAssigner {
     }
 
     fn on_batch(&mut self, batch: RecordBatch, out: &mut Output<'_>) -> Result<()> {
+        let partition = self.partition_of(&batch);
+        // Downstream sees the table's schema, without the split's tags.
+        let batch = if partition.is_some() {
+            RecordBatch::try_new(self.schema.clone(), batch.columns().to_vec())?
+        } else {
+            batch
+        };
+        // The watermark of the batch's partition; the split's is the minimum
+        // of it and the other partitions' (`others`).
+        let (mut own, others) = match &partition {
+            Some((name, others)) => (
+                self.partitions.get(name).copied().unwrap_or(MIN_WATERMARK),
+                *others,
+            ),
+            None => (self.watermark, MAX_WATERMARK),
+        };
         // A row without event time cannot be placed in time: reject it whole.
         let time = self.time_values(&batch)?;
         let batch = if time.null_count() > 0 {
@@ -90,6 +174,13 @@ impl Operator for WatermarkAssigner {
         };
         let rows = batch.num_rows();
         if rows == 0 {
+            // A tagged batch without rows: the counted partitions changed
+            // (one went idle or ended), which can move the split's watermark.
+            let combined = self.watermark.max(own.min(others));
+            if partition.is_some() && combined > self.watermark {
+                out.watermark(combined);
+                self.watermark = combined;
+            }
             return Ok(());
         }
         let time = self.time_values(&batch)?;
@@ -133,7 +224,8 @@ impl Operator for WatermarkAssigner {
                 (None, None) => None,
             };
             if let Some(mark) = mark {
-                current = current.max(mark);
+                own = own.max(mark);
+                current = current.max(own.min(others));
             }
         }
         out.batch(batch.slice(start, rows - start));
@@ -141,6 +233,9 @@ impl Operator for WatermarkAssigner {
             out.watermark(current);
         }
         self.watermark = current;
+        if let Some((name, _)) = partition {
+            self.partitions.insert(name, own);
+        }
         Ok(())
     }
 
@@ -233,6 +328,87 @@ mod tests {
         // A row one millisecond past the watermark could touch a session that the
         // watermark fires, so it is cut too.
         assert_eq!(run(&[10, 11]), ["rows[10]", "wm10", "rows[11]", "wm11"]);
+    }
+
+    /// Feeds `(partition, times)` batches of a split over partitions `a` and
+    /// `b` (bound zero); returns the messages, as in [`run`].
+    fn run_partitions(batches: &[(&str, &str, &[i64])]) -> Vec<String> {
+        let schema = Arc::new(Schema::new(vec![Field::new("ts", event_time_type(), true)]));
+        let mut assigner = WatermarkAssigner::new(
+            schema.clone(),
+            0,
+            WatermarkStrategy::BoundedOutOfOrderness(0),
+            "ts",
+        );
+        let metrics = NodeMetrics::default();
+        let mut messages = Vec::new();
+        for (partition, counted, times) in batches {
+            let split: Vec<String> = counted.split(',').map(str::to_string).collect();
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![Arc::new(TimestampMillisecondArray::from(times.to_vec()))],
+            )
+            .unwrap();
+            let batch = tag_partition(batch, partition, &split).unwrap();
+            let mut out = Output::new(&mut messages, &metrics);
+            assigner.on_batch(batch, &mut out).unwrap();
+        }
+        messages
+            .iter()
+            .map(|m| match m {
+                Message::Batch(b) => {
+                    assert!(b.schema().metadata().is_empty(), "tags are removed");
+                    let ts = b.column(0).as_primitive::<TimestampMillisecondType>();
+                    format!("rows{:?}", ts.values().to_vec())
+                }
+                Message::Watermark(w) => format!("wm{w}"),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_split_of_several_partitions_emits_the_minimum_of_their_watermarks() {
+        assert_eq!(
+            run_partitions(&[
+                ("a", "a,b", &[10, 50]),
+                ("b", "a,b", &[20]),
+                ("a", "a,b", &[60]),
+                ("b", "a,b", &[40, 70])
+            ]),
+            // Nothing until b has sent; then min(a, b) as each advances. The
+            // rows of b behind a's 50 are not behind the split's watermark (20,
+            // then 40), so the batch is not cut.
+            [
+                "rows[10, 50]",
+                "rows[20]",
+                "wm20",
+                "rows[60]",
+                "rows[40, 70]",
+                "wm60"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_partition_left_out_of_the_tag_does_not_hold_the_watermark_back() {
+        assert_eq!(
+            run_partitions(&[
+                ("a", "a,b", &[10]),
+                // b is idle (or ended): a alone counts.
+                ("a", "a", &[20]),
+                ("b", "a,b", &[15])
+            ]),
+            ["rows[10]", "rows[20]", "wm20", "rows[15]"]
+        );
+    }
+
+    #[test]
+    fn an_empty_tagged_batch_moves_the_watermark_past_a_partition_gone_idle() {
+        assert_eq!(
+            run_partitions(&[("a", "a,b", &[10, 30]), ("a", "a", &[])]),
+            ["rows[10, 30]", "wm30"]
+        );
     }
 
     #[test]

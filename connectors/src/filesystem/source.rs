@@ -346,6 +346,7 @@ mod tests {
         let ctx = SourceContext {
             metrics: Arc::new(NodeMetrics::default()),
             batch_size,
+            idle_timeout: None,
         };
         let mut source = factory.create(split).unwrap();
         let mut ids = Vec::new();
@@ -375,6 +376,7 @@ mod tests {
         let ctx = SourceContext {
             metrics: metrics.clone(),
             batch_size: 2,
+            idle_timeout: None,
         };
         let ids = |b: RecordBatch| b.column(0).as_primitive::<Int64Type>().values().to_vec();
         // Positions after each batch, then what a restored split reads from each.

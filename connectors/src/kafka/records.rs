@@ -31,16 +31,6 @@ pub struct Records {
 }
 
 impl Records {
-    /// Messages held.
-    pub fn len(&self) -> usize {
-        self.origins.len()
-    }
-
-    /// True when no message is held.
-    pub fn is_empty(&self) -> bool {
-        self.origins.is_empty()
-    }
-
     /// Adds one message's value (`None`: a message without a value, which
     /// holds no row and is skipped).
     pub fn push(
@@ -234,7 +224,6 @@ mod tests {
         let mut records = Records::default();
         records.push(&MessageFormat::Raw, 0, 0, Some(b"hello"));
         records.push(&MessageFormat::Raw, 0, 1, Some(b"world"));
-        assert_eq!(records.len(), 2);
         let batch = records
             .decode(&MessageFormat::Raw, "t", "x", &lines, &metrics)
             .unwrap();

@@ -7,12 +7,16 @@
 //! message for [`POLL_INTERVAL`], a read returns an empty batch, so a split
 //! waiting for data never holds up a checkpoint barrier and can go idle.
 //!
+//! A table with a `WATERMARK` gets one batch per partition, tagged with it
+//! ([`watershed_engine::watermark::tag_partition`]), so the split's watermark
+//! is the minimum of its partitions' watermarks, as in Flink.
+//!
 //! Checkpoint state: one row per partition of the split, its next offset. A
 //! restore assigns exactly those offsets; the consumer group's committed
 //! offsets are never read back (they are not committed at all: Watershed's
 //! checkpoints are the source of truth).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -29,6 +33,7 @@ use watershed_engine::EngineError;
 use watershed_engine::checkpoint::{OperatorState, state_column};
 use watershed_engine::connector::TableSpec;
 use watershed_engine::source::{Source, SourceContext, SourceFactory, Split};
+use watershed_engine::watermark::tag_partition;
 
 use super::client::{
     POLL_INTERVAL, Watermarks, client_config, end_offsets, kafka_error, partitions, start_offsets,
@@ -47,6 +52,8 @@ pub struct KafkaSourceFactory {
     schema: SchemaRef,
     config: Arc<KafkaConfig>,
     explain: Vec<String>,
+    /// The table declares a watermark: batches carry their partition.
+    tag_partitions: bool,
 }
 
 impl KafkaSourceFactory {
@@ -73,6 +80,7 @@ impl KafkaSourceFactory {
             schema: table.schema.clone(),
             config: Arc::new(config),
             explain: explain_options(IDENTIFIER, &table.options),
+            tag_partitions: table.time_column.is_some(),
         })
     }
 }
@@ -99,6 +107,8 @@ impl SourceFactory for KafkaSourceFactory {
             reader: None,
             restored: None,
             failing_since: None,
+            tag_partitions: self.tag_partitions,
+            decoded: VecDeque::new(),
         }))
     }
 }
@@ -110,6 +120,13 @@ struct Reader {
     positions: BTreeMap<i32, i64>,
     /// Where each partition ends (exclusive), for a bounded table.
     ends: Option<BTreeMap<i32, i64>>,
+    /// When each partition last gave a message (from the connect on).
+    last_message: BTreeMap<i32, Instant>,
+    /// Partitions read to their end whose last batch was already returned
+    /// or queued: their watermarks no longer count.
+    drained: std::collections::BTreeSet<i32>,
+    /// The partitions the last tag counted.
+    last_counted: Vec<String>,
 }
 
 impl Reader {
@@ -128,6 +145,30 @@ impl Reader {
             && let Some(next) = self.positions.get_mut(&partition)
         {
             *next = (*next).max(end);
+        }
+    }
+
+    /// The partitions whose watermarks count toward the split's: those not
+    /// drained and, with an idle timeout, not silent for longer.
+    fn counted_partitions(&self, idle_timeout: Option<std::time::Duration>) -> Vec<String> {
+        self.positions
+            .keys()
+            .filter(|p| {
+                let active = match (idle_timeout, self.last_message.get(p)) {
+                    (Some(timeout), Some(last)) => last.elapsed() < timeout,
+                    _ => true,
+                };
+                !self.drained.contains(p) && active
+            })
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    /// True when `partition` was read to its end.
+    fn ended(&self, partition: i32) -> bool {
+        match (self.ends.as_ref(), self.positions.get(&partition)) {
+            (Some(ends), Some(next)) => ends.get(&partition).is_none_or(|end| next >= end),
+            _ => false,
         }
     }
 
@@ -153,6 +194,20 @@ struct KafkaSource {
     restored: Option<BTreeMap<i32, (i64, Option<i64>)>>,
     /// Since when the consumer has reported errors without a message.
     failing_since: Option<Instant>,
+    /// Each read's messages become one batch per partition, tagged.
+    tag_partitions: bool,
+    /// Batches read but not yet returned (one read can yield a batch per
+    /// partition), with their partition and first offset.
+    decoded: VecDeque<Decoded>,
+}
+
+/// A batch of one partition's messages, read but not yet returned.
+struct Decoded {
+    partition: i32,
+    /// The offset of its first message: the partition's position in a
+    /// checkpoint taken before it is returned.
+    first_offset: i64,
+    batch: RecordBatch,
 }
 
 impl KafkaSource {
@@ -228,10 +283,14 @@ impl KafkaSource {
             consumer
                 .assign(&assignment)
                 .map_err(|e| kafka_error(&table, &config, "cannot assign", e))?;
+            let now = Instant::now();
             Ok(Reader {
                 consumer: Arc::new(consumer),
+                last_message: positions.keys().map(|p| (*p, now)).collect(),
                 positions,
                 ends,
+                drained: Default::default(),
+                last_counted: Vec::new(),
             })
         };
         tokio::task::spawn_blocking(connect)
@@ -259,6 +318,9 @@ impl Source for KafkaSource {
         if self.reader.is_none() {
             self.reader = Some(self.connect().await?);
         }
+        if let Some(decoded) = self.decoded.pop_front() {
+            return Ok(Some(decoded.batch));
+        }
         let Some(reader) = self.reader.as_mut() else {
             return Ok(None);
         };
@@ -271,9 +333,12 @@ impl Source for KafkaSource {
             return Ok(Some(RecordBatch::new_empty(self.schema.clone())));
         }
         let consumer = reader.consumer.clone();
-        let mut records = Records::default();
+        // Per partition when tagging (else all under one key): the first
+        // offset read and the messages.
+        let mut records: BTreeMap<i32, (i64, Records)> = BTreeMap::new();
+        let mut read = 0;
         let mut waited = false;
-        while records.len() < ctx.batch_size.max(1) && !reader.finished() {
+        while read < ctx.batch_size.max(1) && !reader.finished() {
             let next = if waited {
                 match consumer.recv().now_or_never() {
                     Some(next) => next,
@@ -301,7 +366,14 @@ impl Source for KafkaSource {
                         continue;
                     }
                     reader.positions.insert(partition, offset + 1);
-                    records.push(&self.config.format, partition, offset, message.payload());
+                    reader.last_message.insert(partition, Instant::now());
+                    let group = if self.tag_partitions { partition } else { -1 };
+                    records
+                        .entry(group)
+                        .or_insert_with(|| (offset, Records::default()))
+                        .1
+                        .push(&self.config.format, partition, offset, message.payload());
+                    read += 1;
                 }
                 Err(KafkaError::PartitionEOF(partition)) => {
                     // The partition's current end is at or past an end taken
@@ -330,17 +402,59 @@ impl Source for KafkaSource {
                 }
             }
         }
-        if records.is_empty() {
-            return Ok(Some(RecordBatch::new_empty(self.schema.clone())));
+        if self.tag_partitions {
+            // Partitions that ended without a message in this read had their
+            // last rows queued before.
+            let ended: Vec<i32> = reader
+                .positions
+                .keys()
+                .copied()
+                .filter(|p| reader.ended(*p) && !records.contains_key(p))
+                .collect();
+            reader.drained.extend(ended);
         }
-        let batch = records.decode(
-            &self.config.format,
-            &self.table,
-            &self.config.topic,
-            &self.schema,
-            &ctx.metrics,
-        )?;
-        Ok(Some(batch))
+        for (partition, (first_offset, messages)) in records {
+            let batch = messages.decode(
+                &self.config.format,
+                &self.table,
+                &self.config.topic,
+                &self.schema,
+                &ctx.metrics,
+            )?;
+            let batch = if self.tag_partitions {
+                let counted = reader.counted_partitions(ctx.idle_timeout);
+                let tagged = tag_partition(batch, &partition.to_string(), &counted)?;
+                reader.last_counted = counted;
+                if reader.ended(partition) {
+                    reader.drained.insert(partition);
+                }
+                tagged
+            } else {
+                batch
+            };
+            self.decoded.push_back(Decoded {
+                partition,
+                first_offset,
+                batch,
+            });
+        }
+        if self.tag_partitions && self.decoded.is_empty() {
+            // No rows, but partitions went idle (or ended): an empty tagged
+            // batch lets the split's watermark move past them.
+            let counted = reader.counted_partitions(ctx.idle_timeout);
+            if counted != reader.last_counted
+                && let Some(first) = counted.first()
+            {
+                let batch = RecordBatch::new_empty(self.schema.clone());
+                let tagged = tag_partition(batch, first, &counted)?;
+                reader.last_counted = counted;
+                return Ok(Some(tagged));
+            }
+        }
+        match self.decoded.pop_front() {
+            Some(decoded) => Ok(Some(decoded.batch)),
+            None => Ok(Some(RecordBatch::new_empty(self.schema.clone()))),
+        }
     }
 
     /// The next and end offset of each partition of the split (those
@@ -352,7 +466,15 @@ impl Source for KafkaSource {
                 .iter()
                 .map(|(p, next)| {
                     let end = reader.ends.as_ref().and_then(|e| e.get(p).copied());
-                    (*p, (*next, end))
+                    // Batches read but not returned are read again.
+                    let next = self
+                        .decoded
+                        .iter()
+                        .filter(|d| d.partition == *p)
+                        .map(|d| d.first_offset)
+                        .min()
+                        .unwrap_or(*next);
+                    (*p, (next, end))
                 })
                 .collect(),
             (None, Some(restored)) => restored.clone(),
@@ -394,6 +516,7 @@ impl Source for KafkaSource {
         // An empty state: the split had not connected; start as configured.
         self.restored = (!offsets.is_empty()).then_some(offsets);
         self.reader = None;
+        self.decoded.clear();
         Ok(())
     }
 }

@@ -190,6 +190,7 @@ mod tests {
         let ctx = SourceContext {
             metrics: Arc::new(NodeMetrics::default()),
             batch_size: 2,
+            idle_timeout: None,
         };
         for _ in 0..2 {
             let mut source = factory.create(Split::SINGLE).unwrap();
@@ -219,6 +220,7 @@ mod tests {
         let ctx = SourceContext {
             metrics: Arc::new(NodeMetrics::default()),
             batch_size: 2,
+            idle_timeout: None,
         };
         let ids = |b: RecordBatch| -> Vec<i64> {
             b.column(0).as_primitive::<Int64Type>().values().to_vec()
@@ -259,6 +261,7 @@ mod tests {
         let ctx = SourceContext {
             metrics: Arc::new(NodeMetrics::default()),
             batch_size: 2,
+            idle_timeout: None,
         };
         let mut per_split = Vec::new();
         for index in 0..3 {

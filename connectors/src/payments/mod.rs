@@ -195,6 +195,7 @@ mod tests {
         let ctx = SourceContext {
             metrics: Arc::new(NodeMetrics::default()),
             batch_size: 300,
+            idle_timeout: None,
         };
         let mut source = factory.create(Split::SINGLE).unwrap();
         let mut sizes = Vec::new();
@@ -216,6 +217,7 @@ mod tests {
         let ctx = SourceContext {
             metrics: Arc::new(NodeMetrics::default()),
             batch_size: 8192,
+            idle_timeout: None,
         };
         let mut source = factory.create(Split::SINGLE).unwrap();
         let begin = tokio::time::Instant::now();
@@ -246,6 +248,7 @@ mod tests {
             let ctx = SourceContext {
                 metrics: Arc::new(NodeMetrics::default()),
                 batch_size: 700,
+                idle_timeout: None,
             };
             let mut first = factory.create(split).unwrap();
             let mut head = Vec::new();
@@ -266,6 +269,7 @@ mod tests {
         let ctx = SourceContext {
             metrics: Arc::new(NodeMetrics::default()),
             batch_size,
+            idle_timeout: None,
         };
         let mut batches = Vec::new();
         while let Some(b) = source.next_batch(&ctx).await.unwrap() {
@@ -323,6 +327,7 @@ mod tests {
         let ctx = SourceContext {
             metrics: Arc::new(NodeMetrics::default()),
             batch_size: 8192,
+            idle_timeout: None,
         };
         let mut source = factory.create(Split { index: 1, count: 2 }).unwrap();
         let begin = tokio::time::Instant::now();

@@ -485,6 +485,7 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
                     let ctx = SourceContext {
                         metrics: node_metrics[head.id].clone(),
                         batch_size: config.batch_size.max(1),
+                        idle_timeout: head.idle_timeout,
                     };
                     let fut = run_source_task(
                         source,

@@ -24,6 +24,7 @@ use crate::runtime::split_pacer::SplitTurn;
 use crate::sink::Sink;
 use crate::source::{Source, SourceContext};
 use crate::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp};
+use crate::watermark::is_partition_tagged;
 
 /// Operators chained in one task, each with its node's counters and name.
 pub struct Chain {
@@ -228,6 +229,11 @@ pub async fn run_source_task(
                 {
                     idle = true;
                     chain.push(0, Message::Idle, &mut pending)?;
+                    route_all(&outputs, &mut pending).await?;
+                }
+                // The partitions counting toward the watermark changed.
+                if is_partition_tagged(&batch) {
+                    chain.push(0, Message::Batch(batch), &mut pending)?;
                     route_all(&outputs, &mut pending).await?;
                 }
                 continue;
