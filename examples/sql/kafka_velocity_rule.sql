@@ -6,7 +6,7 @@
 -- where the last checkpoint was. See README "Kafka".
 
 SET 'execution.checkpointing.interval' = '2 s';
-SET 'parallelism.default' = '3';  -- one split per partition: per-partition watermarks
+SET 'parallelism.default' = '3';  -- one split per partition (each partition has its own watermark at any parallelism)
 
 CREATE TABLE payments (
   txn_id BIGINT, event_time TIMESTAMP(3), card_id BIGINT, account_id BIGINT,
