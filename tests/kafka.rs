@@ -213,32 +213,12 @@ async fn a_job_restored_from_its_checkpoint_reads_each_message_once() {
 
     // Stopped after the first checkpoints, then restored from the latest.
     let dir = tempfile::tempdir().unwrap();
-    let settings = format!(
-        "SET 'parallelism.default' = '2';
-         SET 'execution.batch-size' = '200';
-         SET 'execution.checkpointing.interval' = '10 ms';
-         SET 'execution.checkpointing.dir' = 'file://{}';",
-        dir.path().display()
-    );
+    let settings = checkpoint_settings(dir.path());
     let sink = CollectSinkFactory::new();
     let ctx = context(&sink, &settings).await;
     ctx.sql(&table).await.unwrap();
     ctx.sql(WINDOW_OUT).await.unwrap();
-    let job = ctx
-        .sql(WINDOW_QUERY)
-        .await
-        .unwrap()
-        .start_with_sink(None)
-        .unwrap();
-    let waited = tokio::time::timeout(Duration::from_secs(60), async {
-        while job.checkpoints().len() < 2 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "no checkpoints within a minute");
-    job.cancel();
-    assert!(job.wait().await.is_err(), "cancelled");
+    stop_after_checkpoints(&ctx, WINDOW_QUERY, 2).await;
 
     // Messages written after the first start are past the end offsets it
     // took: the restored run keeps those ends and does not read them.
@@ -259,6 +239,31 @@ async fn a_job_restored_from_its_checkpoint_reads_each_message_once() {
     assert!(ctx.restore_latest().await.unwrap().is_some());
     ctx.sql(WINDOW_QUERY).await.unwrap().run().await.unwrap();
     assert_same_rows("restored run", &rows_as_text(&sink.batches()), &expected);
+}
+
+/// Parallelism 2, small batches and a checkpoint every 10 ms into `dir`.
+fn checkpoint_settings(dir: &Path) -> String {
+    format!(
+        "SET 'parallelism.default' = '2';
+         SET 'execution.batch-size' = '200';
+         SET 'execution.checkpointing.interval' = '10 ms';
+         SET 'execution.checkpointing.dir' = 'file://{}';",
+        dir.display()
+    )
+}
+
+/// Starts `query` and cancels it once `checkpoints` checkpoints completed.
+async fn stop_after_checkpoints(ctx: &StreamContext, query: &str, checkpoints: usize) {
+    let job = ctx.sql(query).await.unwrap().start_with_sink(None).unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        while job.checkpoints().len() < checkpoints {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    assert!(waited.is_ok(), "no checkpoints within a minute");
+    job.cancel();
+    assert!(job.wait().await.is_err(), "cancelled");
 }
 
 /// A table of `(id BIGINT, name STRING)` CSV messages on `topic`.
@@ -666,13 +671,7 @@ async fn an_exactly_once_sink_restored_from_its_checkpoint_commits_each_row_once
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let settings = format!(
-        "SET 'parallelism.default' = '2';
-         SET 'execution.batch-size' = '200';
-         SET 'execution.checkpointing.interval' = '10 ms';
-         SET 'execution.checkpointing.dir' = 'file://{}';",
-        dir.path().display()
-    );
+    let settings = checkpoint_settings(dir.path());
     let unused = CollectSinkFactory::new();
 
     // tansu 0.6 has no transactions (EndTxn): the job fails, saying so, on
@@ -717,21 +716,7 @@ async fn an_exactly_once_sink_restored_from_its_checkpoint_commits_each_row_once
     let ctx = context(&unused, &settings).await;
     ctx.sql(&input).await.unwrap();
     ctx.sql(&output("windows")).await.unwrap();
-    let job = ctx
-        .sql(&query)
-        .await
-        .unwrap()
-        .start_with_sink(None)
-        .unwrap();
-    let waited = tokio::time::timeout(Duration::from_secs(60), async {
-        while job.checkpoints().len() < 3 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "no checkpoints within a minute");
-    job.cancel();
-    assert!(job.wait().await.is_err(), "cancelled");
+    stop_after_checkpoints(&ctx, &query, 3).await;
     let before_restore = read_topic(&brokers, &windows).len();
     assert!(
         before_restore < expected.len(),
