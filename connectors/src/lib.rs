@@ -25,6 +25,7 @@ pub mod filesystem;
 pub mod format;
 pub mod kafka;
 pub mod memory;
+pub mod nexmark;
 pub mod options;
 pub mod payments;
 pub mod print;

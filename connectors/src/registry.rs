@@ -7,6 +7,7 @@
 //! | `kafka`      | yes    | yes  |
 //! | `upsert-kafka` | no (changelog sources are not supported yet) | yes |
 //! | `payments`   | yes    | no   |
+//! | `nexmark`    | yes    | no   |
 //! | `memory`     | yes    | yes  |
 //! | `print`      | no     | yes  |
 //! | `blackhole`  | no     | yes  |
@@ -31,13 +32,14 @@ use crate::blackhole::{self, BlackholeSinkFactory};
 use crate::filesystem::{self, FileSinkFactory, FileSourceFactory};
 use crate::kafka::{self, KafkaSinkFactory, KafkaSourceFactory};
 use crate::memory::{self, MemorySourceFactory, StreamSourceFactory};
+use crate::nexmark::{self, NexmarkSourceFactory};
 use crate::options::{CONNECTOR, TableOptions};
 use crate::payments::{self, PaymentsSourceFactory};
 use crate::print::{self, PrintSinkFactory};
 
 /// The connectors this registry knows, for error messages.
 pub const SUPPORTED_CONNECTORS: &str =
-    "filesystem, kafka, upsert-kafka, payments, memory, print, blackhole";
+    "filesystem, kafka, upsert-kafka, payments, nexmark, memory, print, blackhole";
 
 /// The built-in connectors plus the in-memory tables and sinks registered on it.
 #[derive(Default)]
@@ -255,6 +257,7 @@ impl ConnectorRegistry for DefaultConnectors {
                 table.name
             ))),
             payments::IDENTIFIER => Ok(Arc::new(PaymentsSourceFactory::new(table)?)),
+            nexmark::IDENTIFIER => Ok(Arc::new(NexmarkSourceFactory::new(table)?)),
             memory::IDENTIFIER => self.memory_source(table),
             print::IDENTIFIER | blackhole::IDENTIFIER => Err(EngineError::Config(format!(
                 "table '{}': connector '{name}' can only be written to, not read from",
@@ -274,7 +277,7 @@ impl ConnectorRegistry for DefaultConnectors {
             print::IDENTIFIER => Ok(Arc::new(PrintSinkFactory::new(table)?)),
             blackhole::IDENTIFIER => Ok(Arc::new(BlackholeSinkFactory::new(table)?)),
             memory::IDENTIFIER => self.memory_sink(table),
-            payments::IDENTIFIER => Err(EngineError::Config(format!(
+            payments::IDENTIFIER | nexmark::IDENTIFIER => Err(EngineError::Config(format!(
                 "table '{}': connector '{name}' can only be read from, not written to",
                 table.name
             ))),
@@ -373,7 +376,7 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "table 'x' has no 'connector' option; supported: filesystem, kafka, upsert-kafka, payments, memory, print, blackhole"
+            "table 'x' has no 'connector' option; supported: filesystem, kafka, upsert-kafka, payments, nexmark, memory, print, blackhole"
         );
         let err = r
             .sink(&spec("x", ids_schema(), &[("connector", "rabbitmq")]))
@@ -382,7 +385,7 @@ mod tests {
             .to_string();
         assert_eq!(
             err,
-            "table 'x': unknown connector 'rabbitmq'; supported: filesystem, kafka, upsert-kafka, payments, memory, print, blackhole"
+            "table 'x': unknown connector 'rabbitmq'; supported: filesystem, kafka, upsert-kafka, payments, nexmark, memory, print, blackhole"
         );
     }
 

@@ -1,0 +1,165 @@
+//! The Nexmark suite: runs each query of `benches/nexmark/` over the `nexmark`
+//! generator and reports, per query, events per second for the whole job and
+//! per core used, CPU cores used, and peak memory, as JSON lines and a table.
+//!
+//! `cargo bench --bench nexmark -- [--events N] [--rate TPS] [--parallelism N]
+//! [--queries q0,q5] [--json PATH]`
+//!
+//! Events count every generated event (people, auctions and bids), as the
+//! Nexmark repository does; a query over `bid` alone reads about 92% of them.
+//! CPU time and peak RSS come from `/proc/self` (Linux). Numbers are printed,
+//! never asserted.
+
+#[path = "nexmark/suite.rs"]
+mod suite;
+
+use std::io::Write;
+use std::time::Instant;
+
+/// The allocator the CLI uses (see `src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use watershed::StreamContext;
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+/// This process's user + system CPU time in seconds (`/proc/self/stat`,
+/// in clock ticks of 1/100 s).
+fn cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let after_name = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+/// Resets the peak resident set size (`/proc/self/clear_refs`).
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// The peak resident set size since the last reset, in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+struct Outcome {
+    seconds: f64,
+    cpu: Option<f64>,
+    rss: Option<f64>,
+    rows_written: u64,
+}
+
+async fn run(query: &suite::Query, parallelism: u64) -> Result<Outcome, String> {
+    let ctx = StreamContext::new();
+    ctx.sql(&format!("SET 'parallelism.default' = '{parallelism}';"))
+        .await
+        .map_err(|e| e.to_string())?;
+    ctx.sql(&query.ddl).await.map_err(|e| e.to_string())?;
+    let job = ctx.sql(&query.insert).await.map_err(|e| e.to_string())?;
+    reset_peak_rss();
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let result = job.run().await.map_err(|e| e.to_string())?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = cpu_seconds()
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    Ok(Outcome {
+        seconds,
+        cpu,
+        rss: peak_rss_mib(),
+        rows_written: result.rows.written,
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let events: u64 = arg(&args, "--events").map_or(10_000_000, |v| v.parse().expect("--events"));
+    let rate: u64 = arg(&args, "--rate").map_or(10_000_000, |v| v.parse().expect("--rate"));
+    let parallelism: u64 =
+        arg(&args, "--parallelism").map_or(1, |v| v.parse().expect("--parallelism"));
+    let only: Option<Vec<String>> =
+        arg(&args, "--queries").map(|q| q.split(',').map(str::to_string).collect());
+    let mut json = arg(&args, "--json").map(|p| std::fs::File::create(p).expect("--json file"));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let side_input = dir.path().join("side_input.csv");
+    suite::write_side_input(&side_input);
+    let queries = suite::load(&suite::Settings {
+        events,
+        rate,
+        output_dir: dir.path(),
+        side_input: &side_input,
+    });
+    println!(
+        "Nexmark: {events} events at {rate} events/s of event time, parallelism {parallelism}"
+    );
+    println!(
+        "{:<5} {:>10} {:>14} {:>8} {:>16} {:>10} {:>12}",
+        "query", "seconds", "events/s", "cores", "events/s/core", "peak MiB", "rows out"
+    );
+    for query in &queries {
+        if only.as_ref().is_some_and(|o| !o.contains(&query.name)) {
+            continue;
+        }
+        let line = match &query.runnable {
+            Err(reason) => {
+                println!("{:<5} not runnable: {reason}", query.name);
+                serde_json::json!({"query": query.name, "status": "not runnable", "reason": reason})
+            }
+            Ok(()) => match run(query, parallelism).await {
+                Err(e) => {
+                    println!("{:<5} failed: {e}", query.name);
+                    serde_json::json!({"query": query.name, "status": "failed", "error": e})
+                }
+                Ok(o) => {
+                    let per_second = events as f64 / o.seconds;
+                    let per_core = o.cpu.map(|cpu| events as f64 / cpu.max(1e-9));
+                    let cores = o.cpu.map(|cpu| cpu / o.seconds);
+                    let show = |v: Option<f64>, digits: usize| {
+                        v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"))
+                    };
+                    println!(
+                        "{:<5} {:>10.2} {:>14.0} {:>8} {:>16} {:>10} {:>12}",
+                        query.name,
+                        o.seconds,
+                        per_second,
+                        show(cores, 2),
+                        show(per_core, 0),
+                        show(o.rss, 0),
+                        o.rows_written
+                    );
+                    serde_json::json!({
+                        "query": query.name,
+                        "status": "ok",
+                        "events": events,
+                        "parallelism": parallelism,
+                        "seconds": o.seconds,
+                        "events_per_second": per_second,
+                        "cpu_seconds": o.cpu,
+                        "cores": cores,
+                        "events_per_second_per_core": per_core,
+                        "peak_rss_mib": o.rss,
+                        "rows_written": o.rows_written,
+                    })
+                }
+            },
+        };
+        if let Some(file) = json.as_mut() {
+            writeln!(file, "{line}").expect("write json");
+        } else {
+            eprintln!("{line}");
+        }
+    }
+}

@@ -1,0 +1,14 @@
+-- Nexmark q10, log to file system: every bid with its day and minute, as CSV
+-- part files. Deviations: Flink partitions the directory by (dt, hm) with
+-- PARTITIONED BY; Watershed writes the two columns into one directory. Flink's
+-- DATE_FORMAT(`dateTime`, 'yyyy-MM-dd') is DataFusion's to_char. The runner
+-- replaces ${OUTPUT_DIR}.
+CREATE TABLE nexmark_q10 (
+  auction BIGINT, bidder BIGINT, price BIGINT, `dateTime` TIMESTAMP(3), extra STRING,
+  dt STRING, hm STRING
+) WITH ('connector' = 'filesystem', 'path' = '${OUTPUT_DIR}/q10', 'format' = 'csv');
+
+INSERT INTO nexmark_q10
+SELECT auction, bidder, price, `dateTime`, extra,
+       to_char(`dateTime`, '%Y-%m-%d'), to_char(`dateTime`, '%H:%M')
+FROM bid;
