@@ -198,12 +198,15 @@ async fn every_runnable_nexmark_query_gives_the_batch_answer() {
     let dir = tempfile::tempdir().unwrap();
     let side_input = dir.path().join("side_input.csv");
     suite::write_side_input(&side_input);
-    let queries = suite::load(&suite::Settings {
-        events: EVENTS,
-        rate: RATE,
-        output_dir: dir.path(),
-        side_input: &side_input,
-    });
+    let queries = suite::load(
+        "nexmark",
+        &suite::Settings {
+            events: EVENTS,
+            rate: RATE,
+            output_dir: dir.path(),
+            side_input: &side_input,
+        },
+    );
     let tables = oracle_tables();
     let mut checked = Vec::new();
     for query in queries.iter().filter(|q| q.runnable.is_ok()) {

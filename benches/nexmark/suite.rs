@@ -1,6 +1,7 @@
-//! The Nexmark query files of `benches/nexmark/` as runnable scripts: the
-//! shared table DDL with the event count and rate filled in, each query's
-//! sink DDL, and its INSERT. Used by `benches/nexmark.rs` and
+//! The query files of a bench suite (`benches/nexmark/`: Nexmark q0 to q22;
+//! `benches/payments/`: the payments risk rules) as runnable scripts: the
+//! suite's table DDL (`ddl.sql`) with the event count and rate filled in, each
+//! query's own DDL, and its INSERT. Used by `benches/nexmark.rs` and
 //! `tests/nexmark.rs`.
 
 #![allow(dead_code)]
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 /// One query file.
 pub struct Query {
-    /// `q0` .. `q22`.
+    /// The file's name without `.sql` (`q0` .. `q22` for Nexmark).
     pub name: String,
     /// `Err(reason)` for a file marked `-- NOT RUNNABLE: reason`.
     pub runnable: Result<(), String>,
@@ -20,9 +21,27 @@ pub struct Query {
     pub insert: String,
 }
 
-/// Where the query files are.
-pub fn query_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/nexmark")
+/// Where suite `suite` (`nexmark` or `payments`) keeps its files.
+pub fn query_dir(suite: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches")
+        .join(suite)
+}
+
+/// The query names of `suite`: q0 .. q22 in order for Nexmark, else the
+/// `.sql` files besides `ddl.sql`, sorted.
+fn query_names(suite: &str) -> Vec<String> {
+    if suite == "nexmark" {
+        return (0..=22).map(|i| format!("q{i}")).collect();
+    }
+    let mut names: Vec<String> = std::fs::read_dir(query_dir(suite))
+        .unwrap_or_else(|e| panic!("benches/{suite}: {e}"))
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".sql").map(str::to_string))
+        .filter(|n| n != "ddl")
+        .collect();
+    names.sort();
+    names
 }
 
 /// Placeholders filled in every file.
@@ -37,9 +56,9 @@ pub struct Settings<'a> {
     pub side_input: &'a Path,
 }
 
-/// q0 .. q22 in order.
-pub fn load(settings: &Settings<'_>) -> Vec<Query> {
-    let dir = query_dir();
+/// The queries of `suite`.
+pub fn load(suite: &str, settings: &Settings<'_>) -> Vec<Query> {
+    let dir = query_dir(suite);
     let fill = |text: &str| {
         text.replace("${EVENTS_NUM}", &settings.events.to_string())
             .replace("${TPS}", &settings.rate.to_string())
@@ -47,9 +66,9 @@ pub fn load(settings: &Settings<'_>) -> Vec<Query> {
             .replace("${SIDE_INPUT}", &settings.side_input.display().to_string())
     };
     let tables = fill(&std::fs::read_to_string(dir.join("ddl.sql")).expect("ddl.sql"));
-    (0..=22)
-        .map(|i| {
-            let name = format!("q{i}");
+    query_names(suite)
+        .into_iter()
+        .map(|name| {
             let text = std::fs::read_to_string(dir.join(format!("{name}.sql")))
                 .unwrap_or_else(|e| panic!("{name}.sql: {e}"));
             let runnable = match text
