@@ -11,8 +11,9 @@
 //! the Nexmark repository does; a query over `bid` alone reads about 92% of
 //! them, and one over `person` and `auction` only 8% (the generator skips the
 //! other kinds cheaply, where Flink's datagen table makes every event).
-//! CPU time and peak RSS come from `/proc/self` (Linux). Numbers are printed,
-//! never asserted.
+//! Each query runs in a process of its own (the runner starts itself with
+//! `--child`), so its peak RSS is its own. CPU time and peak RSS come from
+//! `/proc/self` (Linux). Numbers are printed, never asserted.
 
 #[path = "nexmark/suite.rs"]
 mod suite;
@@ -86,6 +87,104 @@ async fn run(query: &suite::Query, parallelism: u64) -> Result<Outcome, String> 
     })
 }
 
+/// The measurement of one query as a JSON object.
+fn measured(
+    suite: &str,
+    query: &suite::Query,
+    events: u64,
+    parallelism: u64,
+    o: &Outcome,
+) -> serde_json::Value {
+    let cores = o.cpu.map(|cpu| cpu / o.seconds);
+    serde_json::json!({
+        "suite": suite,
+        "query": query.name,
+        "status": "ok",
+        "events": events,
+        "parallelism": parallelism,
+        "seconds": o.seconds,
+        "events_per_second": events as f64 / o.seconds,
+        "cpu_seconds": o.cpu,
+        "cores": cores,
+        "events_per_second_per_core": o.cpu.map(|cpu| events as f64 / cpu.max(1e-9)),
+        "peak_rss_mib": o.rss,
+        "rows_written": o.rows_written,
+    })
+}
+
+/// One table row of a measurement.
+fn table_row(line: &serde_json::Value) -> String {
+    let name = line["query"].as_str().unwrap_or("?");
+    match line["status"].as_str() {
+        Some("ok") => {
+            let number = |key: &str, digits: usize| {
+                line[key]
+                    .as_f64()
+                    .map_or("n/a".to_string(), |v| format!("{v:.digits$}"))
+            };
+            format!(
+                "{name:<16} {:>8} {:>12} {:>6} {:>14} {:>9} {:>10}",
+                number("seconds", 2),
+                number("events_per_second", 0),
+                number("cores", 2),
+                number("events_per_second_per_core", 0),
+                number("peak_rss_mib", 0),
+                line["rows_written"]
+            )
+        }
+        Some("not runnable") => format!(
+            "{name:<16} not runnable: {}",
+            line["reason"].as_str().unwrap_or_default()
+        ),
+        _ => format!(
+            "{name:<16} failed: {}",
+            line["error"].as_str().unwrap_or_default()
+        ),
+    }
+}
+
+/// Runs one query in this process and prints its measurement (`--child`).
+async fn child(suite_name: &str, query: &suite::Query, events: u64, parallelism: u64) {
+    let line = match run(query, parallelism).await {
+        Ok(o) => measured(suite_name, query, events, parallelism, &o),
+        Err(e) => {
+            serde_json::json!({"suite": suite_name, "query": query.name, "status": "failed", "error": e})
+        }
+    };
+    println!("RESULT {line}");
+}
+
+/// Runs one query in a fresh process, so its peak memory is its own.
+fn in_child_process(args: &[String], suite_name: &str, query: &str) -> serde_json::Value {
+    let failed = |e: String| serde_json::json!({"suite": suite_name, "query": query, "status": "failed", "error": e});
+    let mut command = match std::env::current_exe() {
+        Ok(exe) => std::process::Command::new(exe),
+        Err(e) => return failed(e.to_string()),
+    };
+    for key in ["--events", "--rate", "--parallelism"] {
+        if let Some(value) = arg(args, key) {
+            command.args([key, &value]);
+        }
+    }
+    command.args(["--child", "--suite", suite_name, "--queries", query]);
+    let output = match command.output() {
+        Ok(output) => output,
+        Err(e) => return failed(e.to_string()),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match stdout.lines().find_map(|l| l.strip_prefix("RESULT ")) {
+        Some(json) => serde_json::from_str(json).unwrap_or_else(|e| failed(e.to_string())),
+        None => failed(format!(
+            "no result; exit {:?}: {}",
+            output.status.code(),
+            String::from_utf8_lossy(&output.stderr)
+                .lines()
+                .last()
+                .unwrap_or_default()
+        )),
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -95,6 +194,7 @@ async fn main() {
         arg(&args, "--parallelism").map_or(1, |v| v.parse().expect("--parallelism"));
     let only: Option<Vec<String>> =
         arg(&args, "--queries").map(|q| q.split(',').map(str::to_string).collect());
+    let is_child = args.iter().any(|a| a == "--child");
     let mut json = arg(&args, "--json").map(|p| std::fs::File::create(p).expect("--json file"));
 
     let dir = tempfile::tempdir().expect("tempdir");
@@ -116,65 +216,33 @@ async fn main() {
                 side_input: &side_input,
             },
         );
+        let selected = queries
+            .iter()
+            .filter(|q| only.as_ref().is_none_or(|o| o.contains(&q.name)));
+        if is_child {
+            for query in selected {
+                child(suite_name, query, events, parallelism).await;
+            }
+            continue;
+        }
         println!(
-            "\n{suite_name}: {events} events at {rate} events/s of event time, parallelism {parallelism}"
+            "\n{suite_name}: {events} events at {rate} events/s of event time, parallelism {parallelism}, one process per query"
         );
         println!(
             "{:<16} {:>8} {:>12} {:>6} {:>14} {:>9} {:>10}",
             "query", "seconds", "events/s", "cores", "events/s/core", "peak MiB", "rows out"
         );
-        for query in &queries {
-            if only.as_ref().is_some_and(|o| !o.contains(&query.name)) {
-                continue;
-            }
+        for query in selected {
             let line = match &query.runnable {
-                Err(reason) => {
-                    println!("{:<16} not runnable: {reason}", query.name);
-                    serde_json::json!({"suite": suite_name, "query": query.name, "status": "not runnable", "reason": reason})
-                }
-                Ok(()) => match run(query, parallelism).await {
-                    Err(e) => {
-                        println!("{:<16} failed: {e}", query.name);
-                        serde_json::json!({"suite": suite_name, "query": query.name, "status": "failed", "error": e})
-                    }
-                    Ok(o) => {
-                        let per_second = events as f64 / o.seconds;
-                        let per_core = o.cpu.map(|cpu| events as f64 / cpu.max(1e-9));
-                        let cores = o.cpu.map(|cpu| cpu / o.seconds);
-                        let show = |v: Option<f64>, digits: usize| {
-                            v.map_or("n/a".to_string(), |v| format!("{v:.digits$}"))
-                        };
-                        println!(
-                            "{:<16} {:>8.2} {:>12.0} {:>6} {:>14} {:>9} {:>10}",
-                            query.name,
-                            o.seconds,
-                            per_second,
-                            show(cores, 2),
-                            show(per_core, 0),
-                            show(o.rss, 0),
-                            o.rows_written
-                        );
-                        serde_json::json!({
-                            "suite": suite_name,
-                            "query": query.name,
-                            "status": "ok",
-                            "events": events,
-                            "parallelism": parallelism,
-                            "seconds": o.seconds,
-                            "events_per_second": per_second,
-                            "cpu_seconds": o.cpu,
-                            "cores": cores,
-                            "events_per_second_per_core": per_core,
-                            "peak_rss_mib": o.rss,
-                            "rows_written": o.rows_written,
-                        })
-                    }
-                },
+                Err(reason) => serde_json::json!({
+                    "suite": suite_name, "query": query.name, "status": "not runnable", "reason": reason
+                }),
+                Ok(()) => in_child_process(&args, suite_name, &query.name),
             };
-            if let Some(file) = json.as_mut() {
-                writeln!(file, "{line}").expect("write json");
-            } else {
-                eprintln!("{line}");
+            println!("{}", table_row(&line));
+            match json.as_mut() {
+                Some(file) => writeln!(file, "{line}").expect("write json"),
+                None => eprintln!("{line}"),
             }
         }
     }

@@ -2,7 +2,7 @@
 -- auction (mod 10000) from a file of 10000 lines. Flink writes a lookup join
 -- FOR SYSTEM_TIME AS OF a processing-time attribute; Watershed joins the
 -- bounded table (read completely first), which gives the same rows; its join
--- keys are columns, so the bid side computes `auction % 10000` first. The
+-- keys are columns, so the bid side computes `MOD(auction, 10000)` first. The
 -- runner writes ${SIDE_INPUT} (lines `i,i` for i in 0..9999).
 CREATE TABLE side_input (`key` BIGINT, `value` STRING)
 WITH ('connector' = 'filesystem', 'path' = '${SIDE_INPUT}', 'format' = 'csv');
@@ -13,5 +13,5 @@ CREATE TABLE nexmark_q13 (
 
 INSERT INTO nexmark_q13
 SELECT B.auction, B.bidder, B.price, B.`dateTime`, S.`value`
-FROM (SELECT *, auction % 10000 AS side_key FROM bid) B
+FROM (SELECT *, MOD(auction, 10000) AS side_key FROM bid) B
 JOIN side_input S ON B.side_key = S.`key`;

@@ -1,7 +1,5 @@
 -- Nexmark q21, add channel id: '0' to '3' for the four hot channels, else the
--- channel_id parameter of the URL; bids with neither are dropped. Flink's
--- REGEXP_EXTRACT(url, '(&|^)channel_id=([^&]*)', 2) (NULL when nothing
--- matches) is written with DataFusion's regexp_like and regexp_replace.
+-- channel_id parameter of the URL; bids with neither are dropped.
 CREATE TABLE nexmark_q21 (
   auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, channel_id STRING
 ) WITH ('connector' = 'blackhole');
@@ -14,9 +12,8 @@ SELECT
     WHEN lower(channel) = 'google' THEN '1'
     WHEN lower(channel) = 'facebook' THEN '2'
     WHEN lower(channel) = 'baidu' THEN '3'
-    WHEN regexp_like(url, '(&|^)channel_id=')
-      THEN regexp_replace(url, '^.*(&|^)channel_id=([^&]*).*$', '${2}')
+    ELSE REGEXP_EXTRACT(url, '(&|^)channel_id=([^&]*)', 2)
   END AS channel_id
 FROM bid
-WHERE regexp_like(url, '(&|^)channel_id=')
+WHERE REGEXP_EXTRACT(url, '(&|^)channel_id=([^&]*)', 2) IS NOT NULL
    OR lower(channel) IN ('apple', 'google', 'facebook', 'baidu');

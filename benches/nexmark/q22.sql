@@ -1,6 +1,5 @@
 -- Nexmark q22, get URL directories: the first three directories of each
--- bid's URL. Flink's SPLIT_INDEX(url, '/', 3) (0-based) is DataFusion's
--- split_part(url, '/', 4) (1-based).
+-- bid's URL.
 CREATE TABLE nexmark_q22 (
   auction BIGINT, bidder BIGINT, price BIGINT, channel STRING,
   dir1 STRING, dir2 STRING, dir3 STRING
@@ -9,7 +8,7 @@ CREATE TABLE nexmark_q22 (
 INSERT INTO nexmark_q22
 SELECT
   auction, bidder, price, channel,
-  split_part(url, '/', 4) AS dir1,
-  split_part(url, '/', 5) AS dir2,
-  split_part(url, '/', 6) AS dir3
+  SPLIT_INDEX(url, '/', 3) AS dir1,
+  SPLIT_INDEX(url, '/', 4) AS dir2,
+  SPLIT_INDEX(url, '/', 5) AS dir3
 FROM bid;

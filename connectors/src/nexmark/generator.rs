@@ -106,22 +106,26 @@ impl TextPools {
     }
 }
 
-/// A cold channel's name and URL.
-fn cold_channel(pools: &TextPools, seed: u64, c: u64) -> (String, String) {
-    let d = mix(seed ^ mix(c.wrapping_add(1 << 48)));
+/// A URL of three random directories, made from draw `d`.
+fn base_url(pools: &TextPools, d: u64) -> String {
     let part = |k: u32| {
-        let text = pools.letters(
+        pools.letters(
             d.rotate_left(k * 16),
             3 + below(d.rotate_left(k * 7), 2) as usize,
-        );
-        text.to_string()
+        )
     };
-    let mut url = format!(
+    format!(
         "https://www.nexmark.com/{}/{}/{}/item.htm?query=1",
         part(1),
         part(2),
         part(3)
-    );
+    )
+}
+
+/// Cold channel `c`'s name and URL: nine in ten URLs carry the channel's id.
+fn cold_channel(pools: &TextPools, seed: u64, c: u64) -> (String, String) {
+    let d = mix(seed ^ mix(c.wrapping_add(1 << 48)));
+    let mut url = base_url(pools, d);
     if below(d, 10) > 0 {
         let id = ((c as u32).reverse_bits() as i32).unsigned_abs();
         url.push_str(&format!("&channel_id={id}"));
@@ -163,7 +167,7 @@ impl NexmarkGenerator {
         let model = EventModel::new(&config);
         let pools = TextPools::new(config.seed);
         let hot_urls = (0..HOT_CHANNELS.len() as u64)
-            .map(|i| cold_channel(&pools, config.seed ^ 0xABCD, i).1)
+            .map(|i| base_url(&pools, mix(config.seed ^ mix(i.wrapping_add(1 << 56)))))
             .collect();
         Ok(NexmarkGenerator {
             model,
@@ -277,14 +281,8 @@ impl NexmarkGenerator {
             Description => self.strings(events, 52, |g, n, out| {
                 out.push_str(g.pools.words(g.model.draw(n, 7), 100));
             }),
-            Channel => self.strings(events, 12, |g, n, out| {
-                let (name, _) = g.channel(n);
-                out.push_str(&name);
-            }),
-            Url => self.strings(events, 60, |g, n, out| {
-                let (_, url) = g.channel(n);
-                out.push_str(&url);
-            }),
+            Channel => self.strings(events, 12, |g, n, out| out.push_str(g.channel(n).0)),
+            Url => self.strings(events, 60, |g, n, out| out.push_str(g.channel(n).1)),
             Extra => {
                 let avg = self.config.avg_sizes[match self.config.kind {
                     EventKind::Person => 0,
@@ -334,19 +332,19 @@ impl NexmarkGenerator {
         }
     }
 
-    /// Bid `n`'s channel and URL (draws 5 and 6).
-    fn channel(&mut self, n: u64) -> (String, String) {
+    /// Bid `n`'s channel and URL (draws 5 and 6): half of the bids come
+    /// through one of four hot channels, whose URLs carry no channel id.
+    fn channel(&mut self, n: u64) -> (&str, &str) {
         let m = &self.model;
         if below(m.draw(n, 5), 2) > 0 {
             let i = below(m.draw(n, 6), HOT_CHANNELS.len() as u64) as usize;
-            return (HOT_CHANNELS[i].to_string(), self.hot_urls[i].clone());
+            return (HOT_CHANNELS[i], &self.hot_urls[i]);
         }
         let c = below(m.draw(n, 6), COLD_CHANNELS);
         let seed = self.config.seed;
         let pools = &self.pools;
-        self.cold[c as usize]
-            .get_or_insert_with(|| cold_channel(pools, seed, c))
-            .clone()
+        let (name, url) = self.cold[c as usize].get_or_insert_with(|| cold_channel(pools, seed, c));
+        (name, url)
     }
 
     /// The bytes of event `n` without `extra` (as Nexmark counts them) and

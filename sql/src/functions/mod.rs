@@ -23,6 +23,7 @@
 //! [`flink_aggregates`] to build those calls instead.
 
 mod avg;
+mod scalars;
 mod sum;
 
 #[cfg(test)]
@@ -36,6 +37,7 @@ use datafusion::logical_expr::AggregateUDF;
 use datafusion::prelude::SessionContext;
 
 pub use avg::FlinkAvg;
+pub use scalars::{FlinkMod, RegexpExtract, SplitIndex, flink_scalars};
 pub use sum::FlinkSum;
 
 /// The Flink-compatible aggregate functions: `sum` ([`FlinkSum`]) and `avg`
@@ -48,10 +50,14 @@ pub fn flink_aggregates() -> Vec<Arc<AggregateUDF>> {
 }
 
 /// Registers [`flink_aggregates`] into `ctx`, replacing DataFusion's `sum`, `avg`
-/// and `mean`.
+/// and `mean`, and the Flink scalar functions DataFusion lacks
+/// ([`flink_scalars`]: `MOD`, `REGEXP_EXTRACT`, `SPLIT_INDEX`).
 pub fn register_flink_aggregates(ctx: &SessionContext) {
     for udaf in flink_aggregates() {
         ctx.register_udaf(udaf.as_ref().clone());
+    }
+    for udf in flink_scalars() {
+        ctx.register_udf(udf);
     }
 }
 
