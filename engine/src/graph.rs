@@ -132,6 +132,38 @@ pub struct JobGraph {
 }
 
 impl JobGraph {
+    /// Per node: whether it emits results rather than source rows (an
+    /// aggregate or join, or anything downstream of one). Nodes are in
+    /// creation order, inputs first.
+    pub fn emits_results(&self) -> Vec<bool> {
+        let mut results = vec![false; self.nodes.len()];
+        for node in &self.nodes {
+            let upstream = self
+                .edges
+                .iter()
+                .any(|e| e.to == node.id && results.get(e.from).copied().unwrap_or(false));
+            let stateful = matches!(node.role(), NodeRole::Aggregate | NodeRole::Join);
+            if let Some(r) = results.get_mut(node.id) {
+                *r = upstream || stateful;
+            }
+        }
+        results
+    }
+
+    /// Per node: whether every row it receives is a result of an aggregate or
+    /// join upstream (see [`JobGraph::emits_results`]).
+    pub fn fed_by_results(&self) -> Vec<bool> {
+        let results = self.emits_results();
+        self.nodes
+            .iter()
+            .map(|node| {
+                let mut inputs = self.edges.iter().filter(|e| e.to == node.id).peekable();
+                inputs.peek().is_some()
+                    && inputs.all(|e| results.get(e.from).copied().unwrap_or(false))
+            })
+            .collect()
+    }
+
     /// An empty graph.
     pub fn new(name: impl Into<String>) -> Self {
         JobGraph {

@@ -26,9 +26,11 @@ pub struct NodeMetrics {
     pub rows_rejected: AtomicU64,
     /// Rows absorbed into aggregate state.
     pub rows_aggregated: AtomicU64,
-    /// Rows that arrived as extra copies of a broadcast (every instance but the
-    /// first receives a copy of each row; see `runtime::task`). Included in
-    /// `rows_in`; the summary subtracts them so each row is counted once.
+    /// Rows a join must not count as absorbed source rows: extra copies of a
+    /// broadcast (every instance but the first receives a copy of each row;
+    /// see `runtime::task`), and results of an aggregate or join upstream.
+    /// Included in `rows_in`; the summary subtracts them so each source row
+    /// is counted once.
     pub rows_replicated: AtomicU64,
     /// The last watermark the node saw.
     pub watermark: AtomicI64,
@@ -135,6 +137,9 @@ pub enum NodeRole {
 pub struct JobMetrics {
     /// `(node name, role, counters)` per node.
     pub nodes: Vec<(String, NodeRole, Arc<NodeMetrics>)>,
+    /// Per node: every row it receives is a result of an aggregate or join
+    /// (`JobGraph::fed_by_results`), not a source row.
+    pub fed_by_results: Vec<bool>,
 }
 
 /// The row accounting of a job: `read = emitted + aggregated + filtered + late + rejected`.
@@ -171,35 +176,37 @@ impl RowSummary {
 impl JobMetrics {
     /// Folds the per-node counters into the job's row accounting.
     ///
-    /// Nodes are in pipeline order; counts of stateless nodes after an aggregate
-    /// concern result rows, not input rows, and are reported separately.
+    /// Nodes fed by results (after an aggregate or join) count result rows,
+    /// not source rows: their filters are reported separately, an aggregate
+    /// of results (a cascaded window) absorbs no source row, and a join
+    /// counts only its inputs of source rows (the others are in
+    /// `rows_replicated`).
     pub fn summary(&self) -> RowSummary {
         let mut s = RowSummary {
             watermark: i64::MAX,
             ..RowSummary::default()
         };
-        let mut after_aggregate = false;
-        for (_, role, m) in &self.nodes {
+        for (i, (_, role, m)) in self.nodes.iter().enumerate() {
             let c = m.snapshot();
+            let fed_by_results = self.fed_by_results.get(i).copied().unwrap_or(false);
             match role {
                 NodeRole::Source => {
-                    after_aggregate = false;
                     s.read += c.rows_in;
                     s.rejected += c.rows_rejected;
                 }
-                NodeRole::Stateless if after_aggregate => s.results_filtered += c.rows_filtered,
+                NodeRole::Stateless if fed_by_results => s.results_filtered += c.rows_filtered,
                 NodeRole::Stateless => {
                     s.rejected += c.rows_rejected;
                     s.filtered += c.rows_filtered;
                     s.late += c.rows_late;
                 }
+                NodeRole::Aggregate if fed_by_results => {}
                 NodeRole::Aggregate => {
-                    after_aggregate = true;
                     s.late += c.rows_late;
                     s.aggregated += c.rows_aggregated;
                 }
+                NodeRole::Join if fed_by_results => {}
                 NodeRole::Join => {
-                    after_aggregate = true;
                     s.late += c.rows_late;
                     s.aggregated += c
                         .rows_in
@@ -207,7 +214,7 @@ impl JobMetrics {
                         .saturating_sub(c.rows_replicated);
                 }
                 NodeRole::Sink => {
-                    if !after_aggregate {
+                    if !fed_by_results {
                         s.emitted += c.rows_in;
                     }
                     s.written += c.rows_in;

@@ -323,7 +323,9 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
         .iter()
         .map(|_| Arc::new(NodeMetrics::default()))
         .collect();
+    let emits_results = graph.emits_results();
     let metrics = JobMetrics {
+        fed_by_results: graph.fed_by_results(),
         nodes: graph
             .nodes
             .iter()
@@ -507,9 +509,14 @@ pub fn spawn_job(graph: &JobGraph, config: &RuntimeConfig) -> Result<JobHandle> 
                     if let Some(cp) = &checkpointing {
                         chain.restore(|position| cp.restored(position))?;
                     }
+                    // Rows a join must not count as absorbed source rows:
+                    // broadcast copies, and results of an aggregate or join.
                     let replicated = inputs
                         .iter()
-                        .map(|e| e.partitioning == Partitioning::Broadcast && instance > 0)
+                        .map(|e| {
+                            (e.partitioning == Partitioning::Broadcast && instance > 0)
+                                || emits_results.get(e.from).copied().unwrap_or(false)
+                        })
                         .collect();
                     let fut = run_operator_task(
                         inbox,

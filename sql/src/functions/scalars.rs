@@ -109,8 +109,8 @@ impl ScalarUDFImpl for FlinkMod {
 #[derive(Debug)]
 pub struct RegexpExtract {
     signature: Signature,
-    /// The last pattern compiled.
-    compiled: Mutex<Option<(String, regex::Regex)>>,
+    /// The last pattern compiled (shared, so its match caches are reused).
+    compiled: Mutex<Option<(String, Arc<regex::Regex>)>>,
 }
 
 impl PartialEq for RegexpExtract {
@@ -142,7 +142,7 @@ impl RegexpExtract {
         }
     }
 
-    fn regex(&self, pattern: &str) -> Result<regex::Regex> {
+    fn regex(&self, pattern: &str) -> Result<Arc<regex::Regex>> {
         let mut compiled = self
             .compiled
             .lock()
@@ -152,9 +152,9 @@ impl RegexpExtract {
         {
             return Ok(regex.clone());
         }
-        let regex = regex::Regex::new(pattern).map_err(|e| {
+        let regex = Arc::new(regex::Regex::new(pattern).map_err(|e| {
             DataFusionError::Execution(format!("REGEXP_EXTRACT: bad pattern '{pattern}': {e}"))
-        })?;
+        })?);
         *compiled = Some((pattern.to_string(), regex.clone()));
         Ok(regex)
     }
@@ -191,6 +191,8 @@ impl ScalarUDFImpl for RegexpExtract {
         };
         let groups = arrays.get(2).map(|g| g.as_primitive::<Int64Type>());
         let mut out = StringBuilder::with_capacity(text.len(), text.len() * 4);
+        // The pattern of the previous row, usually the same literal.
+        let mut current: Option<(usize, Arc<regex::Regex>)> = None;
         for i in 0..text.len() {
             let group = match groups {
                 Some(g) if g.is_null(i) => None,
@@ -201,7 +203,14 @@ impl ScalarUDFImpl for RegexpExtract {
                 out.append_null();
                 continue;
             }
-            let regex = self.regex(pattern.value(i))?;
+            let regex = match &current {
+                Some((row, regex)) if pattern.value(*row) == pattern.value(i) => regex.clone(),
+                _ => {
+                    let regex = self.regex(pattern.value(i))?;
+                    current = Some((i, regex.clone()));
+                    regex
+                }
+            };
             let found = regex
                 .captures(text.value(i))
                 .and_then(|c| group.and_then(|g| c.get(g)))
@@ -314,20 +323,42 @@ mod tests {
         assert_eq!(eval("MOD(7, 3)").await.unwrap(), "1");
         assert_eq!(eval("MOD(-7, 3)").await.unwrap(), "-1");
         assert_eq!(eval("MOD(CAST(NULL AS BIGINT), 3)").await.unwrap(), "NULL");
-        assert!(eval("MOD(7, 0)").await.unwrap_err().contains("division by zero"));
+        assert!(
+            eval("MOD(7, 0)")
+                .await
+                .unwrap_err()
+                .contains("division by zero")
+        );
     }
 
     #[tokio::test]
     async fn regexp_extract_returns_a_group_of_the_first_match_or_null() {
         let url = "'https://x/item.htm?query=1&channel_id=42&b=1'";
         let pattern = "'(&|^)channel_id=([^&]*)'";
-        assert_eq!(eval(&format!("REGEXP_EXTRACT({url}, {pattern}, 2)")).await.unwrap(), "42");
         assert_eq!(
-            eval(&format!("REGEXP_EXTRACT({url}, {pattern})")).await.unwrap(),
+            eval(&format!("REGEXP_EXTRACT({url}, {pattern}, 2)"))
+                .await
+                .unwrap(),
+            "42"
+        );
+        assert_eq!(
+            eval(&format!("REGEXP_EXTRACT({url}, {pattern})"))
+                .await
+                .unwrap(),
             "&channel_id=42"
         );
-        assert_eq!(eval(&format!("REGEXP_EXTRACT('none', {pattern}, 2)")).await.unwrap(), "NULL");
-        assert!(eval("REGEXP_EXTRACT('a', '(', 1)").await.unwrap_err().contains("bad pattern"));
+        assert_eq!(
+            eval(&format!("REGEXP_EXTRACT('none', {pattern}, 2)"))
+                .await
+                .unwrap(),
+            "NULL"
+        );
+        assert!(
+            eval("REGEXP_EXTRACT('a', '(', 1)")
+                .await
+                .unwrap_err()
+                .contains("bad pattern")
+        );
     }
 
     #[tokio::test]
