@@ -389,6 +389,24 @@ async fn an_unreachable_broker_fails_the_job_with_a_clear_error() {
     assert!(err.contains("topic 'nowhere'"), "{err}");
 }
 
+/// A table `readings (id, event_time)` over `topic` (5 s watermark delay,
+/// `extra` options) and the collect table `out (window_end, readings)`.
+fn readings_tables(brokers: &str, topic: &str, extra: &str) -> String {
+    format!(
+        "CREATE TABLE readings (id BIGINT, event_time TIMESTAMP(3),
+           WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
+         ) WITH ('connector' = 'kafka', 'topic' = '{topic}',
+                 'properties.bootstrap.servers' = '{brokers}', 'format' = 'csv'{extra});
+         CREATE TABLE out (window_end TIMESTAMP(3), readings BIGINT)
+         WITH ('connector' = 'memory');"
+    )
+}
+
+/// Readings per one-minute window into `out`.
+const READINGS_PER_MINUTE: &str = "INSERT INTO out SELECT window_end, COUNT(*)
+     FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
+     GROUP BY window_start, window_end";
+
 /// Ten minutes of readings, one per second, all in partition 0 of a topic of
 /// two partitions, read as a stream by `parallelism` splits: with two, split
 /// 1 has no data; with one, the split's partition 1 has none.
@@ -415,22 +433,11 @@ async fn idle_partition_job(
     let idle = idle_timeout
         .map(|t| format!(", 'scan.watermark.idle-timeout' = '{t}'"))
         .unwrap_or_default();
-    ctx.sql(&format!(
-        "CREATE TABLE readings (id BIGINT, event_time TIMESTAMP(3),
-           WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
-         ) WITH ('connector' = 'kafka', 'topic' = '{topic}',
-                 'properties.bootstrap.servers' = '{brokers}', 'format' = 'csv'{idle});
-         CREATE TABLE out (window_end TIMESTAMP(3), readings BIGINT)
-         WITH ('connector' = 'memory');"
-    ))
-    .await
-    .unwrap();
+    ctx.sql(&readings_tables(brokers, &topic, &idle))
+        .await
+        .unwrap();
     let job = ctx
-        .sql(
-            "INSERT INTO out SELECT window_end, COUNT(*)
-             FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
-             GROUP BY window_start, window_end",
-        )
+        .sql(READINGS_PER_MINUTE)
         .await
         .unwrap()
         .start_with_sink(None)
@@ -886,23 +893,15 @@ async fn one_split_of_two_partitions_keeps_a_watermark_per_partition() {
 
     let sink = CollectSinkFactory::new();
     let ctx = context(&sink, "SET 'parallelism.default' = '1';").await;
-    ctx.sql(&format!(
-        "CREATE TABLE readings (id BIGINT, event_time TIMESTAMP(3),
-           WATERMARK FOR event_time AS event_time - INTERVAL '5' SECOND
-         ) WITH ('connector' = 'kafka', 'topic' = '{topic}',
-                 'properties.bootstrap.servers' = '{brokers}', 'format' = 'csv',
-                 'scan.bounded.mode' = 'latest-offset');
-         CREATE TABLE out (window_end TIMESTAMP(3), readings BIGINT)
-         WITH ('connector' = 'memory');"
+    ctx.sql(&readings_tables(
+        &brokers,
+        &topic,
+        ", 'scan.bounded.mode' = 'latest-offset'",
     ))
     .await
     .unwrap();
     let result = ctx
-        .sql(
-            "INSERT INTO out SELECT window_end, COUNT(*)
-             FROM TABLE(TUMBLE(TABLE readings, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
-             GROUP BY window_start, window_end",
-        )
+        .sql(READINGS_PER_MINUTE)
         .await
         .unwrap()
         .run()
