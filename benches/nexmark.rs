@@ -7,6 +7,11 @@
 //! `cargo bench --bench nexmark -- [--suite nexmark|payments|all] [--events N]
 //! [--rate TPS] [--parallelism N] [--queries q0,q5] [--json PATH]`
 //!
+//! `-- --latency RATE [--seconds S]` instead measures p50/p99 end-to-end
+//! latency with the sources paced to RATE events per second (see
+//! `nexmark/latency.rs`): window-emit latency of Nexmark q8 and q11 and of
+//! the payments velocity rule, and arrival-to-output latency of q0.
+//!
 //! Nexmark events count every generated event (people, auctions and bids), as
 //! the Nexmark repository does; a query over `bid` alone reads about 92% of
 //! them, and one over `person` and `auction` only 8% (the generator skips the
@@ -15,6 +20,8 @@
 //! `--child`), so its peak RSS is its own. CPU time and peak RSS come from
 //! `/proc/self` (Linux). Numbers are printed, never asserted.
 
+#[path = "nexmark/latency.rs"]
+mod latency;
 #[path = "nexmark/suite.rs"]
 mod suite;
 
@@ -62,6 +69,10 @@ struct Outcome {
     cpu: Option<f64>,
     rss: Option<f64>,
     rows_written: u64,
+    /// The largest state each stateful node held, summed over the nodes
+    /// (window and updating aggregates, Top-N and bounded-table joins record
+    /// it; interval joins and sessions do not yet).
+    state_bytes: u64,
 }
 
 async fn run(query: &suite::Query, parallelism: u64) -> Result<Outcome, String> {
@@ -79,11 +90,21 @@ async fn run(query: &suite::Query, parallelism: u64) -> Result<Outcome, String> 
     let cpu = cpu_seconds()
         .zip(cpu_before)
         .map(|(after, before)| after - before);
+    let state_bytes = result
+        .metrics
+        .nodes
+        .iter()
+        .map(|(_, _, m)| {
+            m.peak_state_bytes
+                .load(std::sync::atomic::Ordering::Relaxed)
+        })
+        .sum();
     Ok(Outcome {
         seconds,
         cpu,
         rss: peak_rss_mib(),
         rows_written: result.rows.written,
+        state_bytes,
     })
 }
 
@@ -108,6 +129,7 @@ fn measured(
         "cores": cores,
         "events_per_second_per_core": o.cpu.map(|cpu| events as f64 / cpu.max(1e-9)),
         "peak_rss_mib": o.rss,
+        "peak_state_mib": o.state_bytes as f64 / (1024.0 * 1024.0),
         "rows_written": o.rows_written,
     })
 }
@@ -123,12 +145,13 @@ fn table_row(line: &serde_json::Value) -> String {
                     .map_or("n/a".to_string(), |v| format!("{v:.digits$}"))
             };
             format!(
-                "{name:<16} {:>8} {:>12} {:>6} {:>14} {:>9} {:>10}",
+                "{name:<16} {:>8} {:>12} {:>6} {:>14} {:>9} {:>11} {:>10}",
                 number("seconds", 2),
                 number("events_per_second", 0),
                 number("cores", 2),
                 number("events_per_second_per_core", 0),
                 number("peak_rss_mib", 0),
+                number("peak_state_mib", 1),
                 line["rows_written"]
             )
         }
@@ -185,9 +208,154 @@ fn in_child_process(args: &[String], suite_name: &str, query: &str) -> serde_jso
     }
 }
 
+/// One latency measurement: `suite`'s `query`, whose output column
+/// `due.column` (plus `due.offset_ms`) says when each row was due.
+struct LatencyCase {
+    suite: &'static str,
+    query: &'static str,
+    due: latency::Due,
+    /// The event time of the suite's first event.
+    first_event_ms: i64,
+    /// The suite's DDL option to replace, and what paces the source instead.
+    pacing: (&'static str, String),
+}
+
+/// `--latency RATE`: runs each case paced to `rate` events per second for
+/// `seconds`, and prints p50/p99/max latency.
+async fn latency_main(args: &[String], rate: u64, seconds: u64) {
+    use watershed::connectors::nexmark::model::BASE_TIME_MILLIS;
+    use watershed::connectors::payments::config::DEFAULT_START_TIME_MILLIS;
+    let events = rate * seconds;
+    let nexmark_pacing = (
+        "'events.num' = '${EVENTS_NUM}'",
+        format!("'events.num' = '{events}', 'rate.limited' = 'true'"),
+    );
+    let due = |column: &str, offset_ms: i64| latency::Due {
+        column: column.to_string(),
+        offset_ms,
+    };
+    let cases = [
+        LatencyCase {
+            suite: "nexmark",
+            query: "q0",
+            due: due("dateTime", 0),
+            first_event_ms: BASE_TIME_MILLIS,
+            pacing: nexmark_pacing.clone(),
+        },
+        LatencyCase {
+            suite: "nexmark",
+            query: "q8",
+            // Window start + 10 s window + 4 s WATERMARK delay.
+            due: due("stime", 14_000),
+            first_event_ms: BASE_TIME_MILLIS,
+            pacing: nexmark_pacing.clone(),
+        },
+        LatencyCase {
+            suite: "nexmark",
+            query: "q11",
+            // Session end + 4 s WATERMARK delay.
+            due: due("endtime", 4_000),
+            first_event_ms: BASE_TIME_MILLIS,
+            pacing: nexmark_pacing,
+        },
+        LatencyCase {
+            suite: "payments",
+            query: "card_velocity",
+            // Window end + 5 s WATERMARK delay.
+            due: due("window_end", 5_000),
+            first_event_ms: DEFAULT_START_TIME_MILLIS,
+            pacing: (
+                "'events-per-second-event-time' = '1000'",
+                format!("'events-per-second-event-time' = '{rate}', 'rows-per-second' = '{rate}'"),
+            ),
+        },
+    ];
+    let dir = tempfile::tempdir().expect("tempdir");
+    let side_input = dir.path().join("side_input.csv");
+    suite::write_side_input(&side_input);
+    println!(
+        "\nlatency at {rate} events/s for {seconds} s (sources emit 10 ms batches), parallelism {}",
+        arg(args, "--parallelism").unwrap_or_else(|| "1".into())
+    );
+    println!(
+        "{:<24} {:>10} {:>10} {:>10} {:>10}",
+        "query", "p50 ms", "p99 ms", "max ms", "rows"
+    );
+    for case in cases {
+        let settings = suite::Settings {
+            events,
+            rate,
+            output_dir: dir.path(),
+            side_input: &side_input,
+        };
+        let Some(query) = suite::load(case.suite, &settings)
+            .into_iter()
+            .find(|q| q.name == case.query)
+        else {
+            continue;
+        };
+        // The suites' DDL with placeholders filled: put the pacing back in.
+        let filled_from = case.pacing.0.replace("${EVENTS_NUM}", &events.to_string());
+        let ddl = query
+            .ddl
+            .replace(&filled_from, &case.pacing.1)
+            .replace("'connector' = 'blackhole'", "'connector' = 'memory'");
+        let sink = latency::LatencySinkFactory {
+            start: Default::default(),
+            first_event_ms: case.first_event_ms,
+            due: case.due.clone(),
+            horizon_ms: (seconds * 1000) as f64,
+            latencies: latency::Latencies::default(),
+        };
+        let ctx = StreamContext::new();
+        let sink_table = query.insert["INSERT INTO ".len()..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        ctx.connectors()
+            .register_memory_sink(&sink_table, std::sync::Arc::new(sink.clone()));
+        let settings = format!(
+            "SET 'parallelism.default' = '{}'; SET 'execution.batch-size' = '{}';",
+            arg(args, "--parallelism").unwrap_or_else(|| "1".into()),
+            (rate / 100).max(1)
+        );
+        let run = async {
+            ctx.sql(&settings).await.map_err(|e| e.to_string())?;
+            ctx.sql(&ddl).await.map_err(|e| e.to_string())?;
+            let job = ctx.sql(&query.insert).await.map_err(|e| e.to_string())?;
+            if let Ok(mut start) = sink.start.lock() {
+                *start = Some(Instant::now());
+            }
+            job.run().await.map_err(|e| e.to_string())
+        };
+        let name = format!("{}/{}", case.suite, case.query);
+        match run.await {
+            Err(e) => println!("{name:<24} failed: {e}"),
+            Ok(_) => match sink.latencies.percentiles() {
+                Some((p50, p99, max, n)) => {
+                    println!("{name:<24} {p50:>10.1} {p99:>10.1} {max:>10.1} {n:>10}");
+                    eprintln!(
+                        "{}",
+                        serde_json::json!({"suite": case.suite, "query": case.query,
+                            "rate": rate, "p50_ms": p50, "p99_ms": p99, "max_ms": max, "rows": n})
+                    );
+                }
+                None => println!("{name:<24} no window closed by the watermark"),
+            },
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(rate) = arg(&args, "--latency") {
+        let rate: u64 = rate.parse().expect("--latency RATE");
+        let seconds: u64 = arg(&args, "--seconds").map_or(20, |v| v.parse().expect("--seconds"));
+        latency_main(&args, rate, seconds).await;
+        return;
+    }
     let events: u64 = arg(&args, "--events").map_or(10_000_000, |v| v.parse().expect("--events"));
     let rate: u64 = arg(&args, "--rate").map_or(10_000_000, |v| v.parse().expect("--rate"));
     let parallelism: u64 =
@@ -229,8 +397,15 @@ async fn main() {
             "\n{suite_name}: {events} events at {rate} events/s of event time, parallelism {parallelism}, one process per query"
         );
         println!(
-            "{:<16} {:>8} {:>12} {:>6} {:>14} {:>9} {:>10}",
-            "query", "seconds", "events/s", "cores", "events/s/core", "peak MiB", "rows out"
+            "{:<16} {:>8} {:>12} {:>6} {:>14} {:>9} {:>11} {:>10}",
+            "query",
+            "seconds",
+            "events/s",
+            "cores",
+            "events/s/core",
+            "peak MiB",
+            "state MiB",
+            "rows out"
         );
         for query in selected {
             let line = match &query.runnable {
