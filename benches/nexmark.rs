@@ -5,7 +5,9 @@
 //! memory, as JSON lines and a table.
 //!
 //! `cargo bench --bench nexmark -- [--suite nexmark|payments|all] [--events N]
-//! [--rate TPS] [--parallelism N] [--queries q0,q5] [--json PATH]`
+//! [--rate TPS] [--parallelism N] [--queries q0,q5] [--json PATH]
+//! [--checkpoint-interval '1 s']` (with checkpoints, each query also reports
+//! how many it took, the longest and the largest)
 //!
 //! `-- --latency RATE [--seconds S]` instead measures p50/p99 end-to-end
 //! latency with the sources paced to RATE events per second (see
@@ -73,13 +75,30 @@ struct Outcome {
     /// (window and updating aggregates, Top-N and bounded-table joins record
     /// it; interval joins and sessions do not yet).
     state_bytes: u64,
+    /// Checkpoints taken (with `--checkpoint-interval`): count, longest
+    /// duration in ms, largest size in bytes.
+    checkpoints: Option<(usize, f64, u64)>,
 }
 
-async fn run(query: &suite::Query, parallelism: u64) -> Result<Outcome, String> {
+async fn run(
+    query: &suite::Query,
+    parallelism: u64,
+    checkpoint_interval: Option<&str>,
+) -> Result<Outcome, String> {
     let ctx = StreamContext::new();
     ctx.sql(&format!("SET 'parallelism.default' = '{parallelism}';"))
         .await
         .map_err(|e| e.to_string())?;
+    let checkpoint_dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    if let Some(interval) = checkpoint_interval {
+        ctx.sql(&format!(
+            "SET 'execution.checkpointing.interval' = '{interval}';
+             SET 'execution.checkpointing.dir' = 'file://{}';",
+            checkpoint_dir.path().display()
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    }
     ctx.sql(&query.ddl).await.map_err(|e| e.to_string())?;
     let job = ctx.sql(&query.insert).await.map_err(|e| e.to_string())?;
     reset_peak_rss();
@@ -99,12 +118,27 @@ async fn run(query: &suite::Query, parallelism: u64) -> Result<Outcome, String> 
                 .load(std::sync::atomic::Ordering::Relaxed)
         })
         .sum();
+    let checkpoints = checkpoint_interval.map(|_| {
+        let longest = result
+            .checkpoints
+            .iter()
+            .map(|c| c.duration.as_secs_f64() * 1000.0)
+            .fold(0.0, f64::max);
+        let largest = result
+            .checkpoints
+            .iter()
+            .map(|c| c.bytes)
+            .max()
+            .unwrap_or(0);
+        (result.checkpoints.len(), longest, largest)
+    });
     Ok(Outcome {
         seconds,
         cpu,
         rss: peak_rss_mib(),
         rows_written: result.rows.written,
         state_bytes,
+        checkpoints,
     })
 }
 
@@ -131,6 +165,9 @@ fn measured(
         "peak_rss_mib": o.rss,
         "peak_state_mib": o.state_bytes as f64 / (1024.0 * 1024.0),
         "rows_written": o.rows_written,
+        "checkpoints": o.checkpoints.map(|c| c.0),
+        "checkpoint_max_ms": o.checkpoints.map(|c| c.1),
+        "checkpoint_max_mib": o.checkpoints.map(|c| c.2 as f64 / (1024.0 * 1024.0)),
     })
 }
 
@@ -144,7 +181,7 @@ fn table_row(line: &serde_json::Value) -> String {
                     .as_f64()
                     .map_or("n/a".to_string(), |v| format!("{v:.digits$}"))
             };
-            format!(
+            let mut row = format!(
                 "{name:<16} {:>8} {:>12} {:>6} {:>14} {:>9} {:>11} {:>10}",
                 number("seconds", 2),
                 number("events_per_second", 0),
@@ -153,7 +190,16 @@ fn table_row(line: &serde_json::Value) -> String {
                 number("peak_rss_mib", 0),
                 number("peak_state_mib", 1),
                 line["rows_written"]
-            )
+            );
+            if !line["checkpoints"].is_null() {
+                row.push_str(&format!(
+                    "  {} checkpoints, longest {} ms, largest {} MiB",
+                    line["checkpoints"],
+                    number("checkpoint_max_ms", 0),
+                    number("checkpoint_max_mib", 1)
+                ));
+            }
+            row
         }
         Some("not runnable") => format!(
             "{name:<16} not runnable: {}",
@@ -167,8 +213,14 @@ fn table_row(line: &serde_json::Value) -> String {
 }
 
 /// Runs one query in this process and prints its measurement (`--child`).
-async fn child(suite_name: &str, query: &suite::Query, events: u64, parallelism: u64) {
-    let line = match run(query, parallelism).await {
+async fn child(
+    suite_name: &str,
+    query: &suite::Query,
+    events: u64,
+    parallelism: u64,
+    checkpoint_interval: Option<&str>,
+) {
+    let line = match run(query, parallelism, checkpoint_interval).await {
         Ok(o) => measured(suite_name, query, events, parallelism, &o),
         Err(e) => {
             serde_json::json!({"suite": suite_name, "query": query.name, "status": "failed", "error": e})
@@ -184,7 +236,12 @@ fn in_child_process(args: &[String], suite_name: &str, query: &str) -> serde_jso
         Ok(exe) => std::process::Command::new(exe),
         Err(e) => return failed(e.to_string()),
     };
-    for key in ["--events", "--rate", "--parallelism"] {
+    for key in [
+        "--events",
+        "--rate",
+        "--parallelism",
+        "--checkpoint-interval",
+    ] {
         if let Some(value) = arg(args, key) {
             command.args([key, &value]);
         }
@@ -389,7 +446,14 @@ async fn main() {
             .filter(|q| only.as_ref().is_none_or(|o| o.contains(&q.name)));
         if is_child {
             for query in selected {
-                child(suite_name, query, events, parallelism).await;
+                child(
+                    suite_name,
+                    query,
+                    events,
+                    parallelism,
+                    arg(&args, "--checkpoint-interval").as_deref(),
+                )
+                .await;
             }
             continue;
         }
