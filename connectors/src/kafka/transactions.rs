@@ -62,6 +62,9 @@ pub struct Epoch {
     pub messages: Vec<Staged>,
 }
 
+/// How long the broker keeps a transaction open before aborting it.
+const TRANSACTION_TIMEOUT_MS: u128 = 60_000;
+
 /// The transactional id of instance `owner`'s writes.
 pub fn transactional_id(prefix: &str, owner: usize) -> String {
     format!("{prefix}-{owner}")
@@ -164,13 +167,15 @@ impl TransactionalProducer {
     ) -> Result<Self, EngineError> {
         let error = |what: &str, e: &dyn std::fmt::Display| kafka_error(table, config, what, e);
         let timeout = config.request_timeout;
-        let timeout_ms = timeout.as_millis().to_string();
+        // librdkafka refuses a message timeout above the transaction timeout.
+        let timeout_ms = timeout.as_millis().min(TRANSACTION_TIMEOUT_MS).to_string();
+        let transaction_timeout_ms = TRANSACTION_TIMEOUT_MS.to_string();
         let id = transactional_id(prefix, owner);
         let producer: BaseProducer = client_config(
             config,
             &[
                 ("transactional.id", id.as_str()),
-                ("transaction.timeout.ms", "60000"),
+                ("transaction.timeout.ms", transaction_timeout_ms.as_str()),
                 ("message.timeout.ms", &timeout_ms),
                 ("compression.type", "none"),
             ],

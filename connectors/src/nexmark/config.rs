@@ -46,6 +46,11 @@ pub const BID_AVG_SIZE: &str = "bid.avg-size";
 /// gives the same events on every run, platform and parallelism.
 pub const SEED: &str = "seed";
 
+/// The largest proportion of a kind (their sum must stay far from overflow).
+const MAX_PROPORTION: u64 = 1_000_000;
+/// The largest average event size (the padding is cut from a 64 KiB pool).
+const MAX_AVG_SIZE: u64 = 65_536;
+
 /// Every option key of the connector.
 pub const OPTION_KEYS: &[&str] = &[
     CONNECTOR,
@@ -164,6 +169,15 @@ impl NexmarkConfig {
             options.u64_or(AUCTION_PROPORTION, d.proportions[1])?,
             options.u64_or(BID_PROPORTION, d.proportions[2])?,
         ];
+        for (key, value) in [
+            (PERSON_PROPORTION, proportions[0]),
+            (AUCTION_PROPORTION, proportions[1]),
+            (BID_PROPORTION, proportions[2]),
+        ] {
+            if value > MAX_PROPORTION {
+                return Err(options.error(key, format!("must be at most {MAX_PROPORTION}")));
+            }
+        }
         if proportions[0] == 0 || proportions[1] == 0 {
             let key = if proportions[0] == 0 {
                 PERSON_PROPORTION
@@ -172,6 +186,13 @@ impl NexmarkConfig {
             };
             return Err(options.error(key, "must be at least 1 (bids need people and auctions)"));
         }
+        let avg_size = |key: &str, default: u64| -> Result<u64, EngineError> {
+            let size = options.memory_size_or(key, default)?;
+            if size > MAX_AVG_SIZE {
+                return Err(options.error(key, format!("must be at most {MAX_AVG_SIZE} bytes")));
+            }
+            Ok(size)
+        };
         Ok(NexmarkConfig {
             kind,
             events: options.u64_opt(EVENTS_NUM)?.filter(|n| *n > 0),
@@ -182,9 +203,9 @@ impl NexmarkConfig {
             hot_bidders_ratio: positive(HOT_BIDDERS_RATIO, d.hot_bidders_ratio)?,
             hot_sellers_ratio: positive(HOT_SELLERS_RATIO, d.hot_sellers_ratio)?,
             avg_sizes: [
-                options.memory_size_or(PERSON_AVG_SIZE, d.avg_sizes[0])?,
-                options.memory_size_or(AUCTION_AVG_SIZE, d.avg_sizes[1])?,
-                options.memory_size_or(BID_AVG_SIZE, d.avg_sizes[2])?,
+                avg_size(PERSON_AVG_SIZE, d.avg_sizes[0])?,
+                avg_size(AUCTION_AVG_SIZE, d.avg_sizes[1])?,
+                avg_size(BID_AVG_SIZE, d.avg_sizes[2])?,
             ],
             seed: options.u64_or(SEED, d.seed)?,
         })
@@ -241,6 +262,17 @@ mod tests {
             (
                 vec![("nexmark.table", "bid"), ("tps", "5")],
                 "unsupported option 'tps'",
+            ),
+            (
+                vec![("nexmark.table", "bid"), ("bid.avg-size", "1gb")],
+                "at most 65536 bytes",
+            ),
+            (
+                vec![
+                    ("nexmark.table", "bid"),
+                    ("bid.proportion", "18446744073709551615"),
+                ],
+                "at most 1000000",
             ),
         ] {
             let err = parse(&pairs).unwrap_err();
