@@ -72,8 +72,8 @@ struct Outcome {
     rss: Option<f64>,
     rows_written: u64,
     /// The largest state each stateful node held, summed over the nodes
-    /// (window and updating aggregates, Top-N and bounded-table joins record
-    /// it; interval joins and sessions do not yet).
+    /// (every stateful operator records it: window, session and updating
+    /// aggregates, Top-N, interval, window and bounded-table joins).
     state_bytes: u64,
     /// Checkpoints taken (with `--checkpoint-interval`): count, longest
     /// duration in ms, largest size in bytes.

@@ -492,6 +492,23 @@ impl IntervalJoinOperator {
         self.sides[LEFT].rows() + self.sides[RIGHT].rows()
     }
 
+    /// Bytes held by both sides (see [`SideState::state_size`]).
+    pub fn state_size(&self) -> usize {
+        self.sides[LEFT].state_size() + self.sides[RIGHT].state_size()
+    }
+
+    /// [`IntervalJoinOperator::state_size`] counted again from scratch.
+    #[cfg(test)]
+    pub(super) fn recounted_state_size(&self) -> usize {
+        self.sides[LEFT].recounted_state_size() + self.sides[RIGHT].recounted_state_size()
+    }
+
+    /// Records the state's size in the node's metrics.
+    fn record_state(&self, out: &Output<'_>) {
+        out.metrics()
+            .record_state(self.state_size(), self.state_rows());
+    }
+
     /// Lowers the row count that triggers an index rebuild, to exercise it.
     #[cfg(test)]
     pub(super) fn set_rebuild_min_rows(&mut self, rows: usize) {
@@ -627,7 +644,11 @@ impl Operator for IntervalJoinOperator {
         out: &mut Output<'_>,
     ) -> Result<()> {
         match input {
-            LEFT | RIGHT => self.process(input, batch, out),
+            LEFT | RIGHT => {
+                self.process(input, batch, out)?;
+                self.record_state(out);
+                Ok(())
+            }
             _ => Err(EngineError::InvalidGraph(format!(
                 "an interval join has inputs 0 and 1, not {input}"
             ))),

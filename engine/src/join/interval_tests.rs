@@ -189,10 +189,28 @@ fn run(
         }
         collect(messages, step, &mut rows);
         state.push(op.state_rows());
+        assert_eq!(
+            op.state_size(),
+            op.recounted_state_size(),
+            "event {step}: the running state size drifted"
+        );
     }
+    let peak = metrics
+        .peak_state_bytes
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        peak >= state.iter().max().map_or(0, |&rows| rows.min(1) as u64),
+        "a join that buffered rows records its peak state"
+    );
     let mut messages = Vec::new();
     op.on_end(&mut Output::new(&mut messages, &metrics))
         .unwrap();
+    assert_eq!(op.state_size(), op.recounted_state_size());
+    assert!(
+        op.state_size() < 1024,
+        "the end releases every buffered batch: {} bytes left",
+        op.state_size()
+    );
     collect(messages, events.len(), &mut rows);
     rows.sort();
     Run {

@@ -163,6 +163,14 @@ impl Stored {
     fn live_rows(&self) -> &[u32] {
         self.order.get(self.cursor..).unwrap_or(&[])
     }
+
+    /// Bytes held: the batch, its times, its order and its match flags.
+    fn size(&self) -> usize {
+        self.batch.get_array_memory_size()
+            + self.ts.inner().len()
+            + self.order.capacity() * std::mem::size_of::<u32>()
+            + self.matched.capacity() / 8
+    }
 }
 
 /// The buffered rows of one side of an interval join.
@@ -182,6 +190,8 @@ pub(super) struct SideState {
     index: KeyIndex,
     /// Rows buffered and not yet expired.
     alive: usize,
+    /// Bytes held by the stored batches (see [`Stored::size`]).
+    stored_bytes: usize,
     /// Rows expired since the index was last rebuilt (their entries are dead).
     expired_since_rebuild: usize,
     /// Small slots not yet merged.
@@ -214,6 +224,7 @@ impl SideState {
             heap: BinaryHeap::new(),
             index: KeyIndex::default(),
             alive: 0,
+            stored_bytes: 0,
             expired_since_rebuild: 0,
             tail: Vec::new(),
             tail_entries_start: 0,
@@ -245,6 +256,19 @@ impl SideState {
     /// Rows buffered and not expired.
     pub fn rows(&self) -> usize {
         self.alive
+    }
+
+    /// Bytes held by the buffered batches and the key index (an estimate
+    /// for state metrics; expired rows count until their batch is released).
+    pub fn state_size(&self) -> usize {
+        self.stored_bytes + self.index.memory_size()
+    }
+
+    /// [`SideState::state_size`] counted again from the stored batches (the
+    /// running count must equal it).
+    #[cfg(test)]
+    pub fn recounted_state_size(&self) -> usize {
+        self.slots.iter().flatten().map(Stored::size).sum::<usize>() + self.index.memory_size()
     }
 
     /// The keys of a batch of this side.
@@ -314,13 +338,13 @@ impl SideState {
                 .push(Reverse((self.expiry(ts[first as usize]), slot)));
         }
         self.alive += rows.len();
-        self.slots.push(Some(Stored {
+        self.store(Stored {
             batch: stored,
             ts,
             order,
             cursor: 0,
             matched: flags,
-        }));
+        });
         if rows.len() < SMALL_BATCH_ROWS {
             self.tail.push(slot);
             if self.tail.len() >= TAIL_MERGE_SLOTS {
@@ -427,9 +451,7 @@ impl SideState {
             Some(self.gather(&unmatched)?)
         };
         for slot in dead {
-            if let Some(s) = self.slots.get_mut(slot as usize) {
-                *s = None;
-            }
+            self.release_slot(slot);
         }
         self.alive -= expired.min(self.alive);
         self.expired_since_rebuild += expired;
@@ -498,10 +520,24 @@ impl SideState {
         self.heap.clear();
         self.index = KeyIndex::default();
         self.alive = 0;
+        self.stored_bytes = 0;
         self.expired_since_rebuild = 0;
         self.tail.clear();
         self.tail_entries_start = 0;
         self.scratch.clear();
+    }
+
+    /// Appends `stored` as a new slot.
+    fn store(&mut self, stored: Stored) {
+        self.stored_bytes += stored.size();
+        self.slots.push(Some(stored));
+    }
+
+    /// Frees slot `slot` (no-op when already free).
+    fn release_slot(&mut self, slot: u32) {
+        if let Some(stored) = self.slots.get_mut(slot as usize).and_then(Option::take) {
+            self.stored_bytes = self.stored_bytes.saturating_sub(stored.size());
+        }
     }
 
     /// The live rows of `slots` as `(ts, slot, row)`, in time order.
@@ -592,18 +628,16 @@ impl SideState {
             for m in matched {
                 flags.append(m);
             }
-            self.slots.push(Some(Stored {
+            self.store(Stored {
                 batch,
                 ts,
                 order: (0..to_u32(rows.len(), "rows")?).collect(),
                 cursor: 0,
                 matched: flags,
-            }));
+            });
         }
         for s in tail {
-            if let Some(stored) = self.slots.get_mut(s as usize) {
-                *stored = None;
-            }
+            self.release_slot(s);
         }
         self.tail_entries_start = self.index.len();
         Ok(())

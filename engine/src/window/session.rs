@@ -1012,6 +1012,8 @@ impl Operator for SessionWindowAggregateOperator {
 
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<'_>) -> Result<()> {
         if watermark > self.watermark {
+            out.metrics()
+                .record_state(self.state_size(), self.num_keys());
             self.advance(watermark, out)?;
         }
         out.watermark(watermark);
@@ -1577,6 +1579,10 @@ mod tests {
             assert!(op.num_state_rows() <= 2 * op.num_sessions(), "i={i}");
             assert!(op.num_keys() <= 2 * op.num_sessions(), "i={i}");
         }
+        let peak = metrics
+            .peak_state_bytes
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(peak > 0, "the session state's size is recorded");
         op.on_end(&mut Output::new(&mut emitted, &metrics)).unwrap();
         let results = results(&emitted);
         assert_eq!(results.len(), 301);
