@@ -9,6 +9,12 @@
 //! [--checkpoint-interval '1 s']` (with checkpoints, each query also reports
 //! how many it took, the longest and the largest)
 //!
+//! `-- --slow-sink ROWS_PER_SECOND [--seconds S] [--events N]` instead
+//! measures memory when the sink is slower than the source (see
+//! `nexmark/slow_sink.rs`): the RSS at 10%, 50% and 90% of the run, for a
+//! stateless query, a windowed rule and an updating aggregate. Events default
+//! to about S (20) seconds of the sink's rate.
+//!
 //! `-- --latency RATE [--seconds S]` instead measures p50/p99 end-to-end
 //! latency with the sources paced to RATE events per second (see
 //! `nexmark/latency.rs`): window-emit latency of Nexmark q8 and q11 and of
@@ -24,6 +30,8 @@
 
 #[path = "nexmark/latency.rs"]
 mod latency;
+#[path = "nexmark/slow_sink.rs"]
+mod slow_sink;
 #[path = "nexmark/suite.rs"]
 mod suite;
 
@@ -241,6 +249,8 @@ fn in_child_process(args: &[String], suite_name: &str, query: &str) -> serde_jso
         "--rate",
         "--parallelism",
         "--checkpoint-interval",
+        "--slow-sink",
+        "--seconds",
     ] {
         if let Some(value) = arg(args, key) {
             command.args([key, &value]);
@@ -354,9 +364,8 @@ async fn latency_main(args: &[String], rate: u64, seconds: u64) {
         // The suites' DDL with placeholders filled: put the pacing back in.
         let filled_from = case.pacing.0.replace("${EVENTS_NUM}", &events.to_string());
         let ddl = query
-            .ddl
-            .replace(&filled_from, &case.pacing.1)
-            .replace("'connector' = 'blackhole'", "'connector' = 'memory'");
+            .ddl_with_memory_sink()
+            .replace(&filled_from, &case.pacing.1);
         let sink = latency::LatencySinkFactory {
             start: Default::default(),
             first_event_ms: case.first_event_ms,
@@ -365,13 +374,8 @@ async fn latency_main(args: &[String], rate: u64, seconds: u64) {
             latencies: latency::Latencies::default(),
         };
         let ctx = StreamContext::new();
-        let sink_table = query.insert["INSERT INTO ".len()..]
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .to_string();
         ctx.connectors()
-            .register_memory_sink(&sink_table, std::sync::Arc::new(sink.clone()));
+            .register_memory_sink(query.sink_table(), std::sync::Arc::new(sink.clone()));
         let settings = format!(
             "SET 'parallelism.default' = '{}'; SET 'execution.batch-size' = '{}';",
             arg(args, "--parallelism").unwrap_or_else(|| "1".into()),
@@ -404,9 +408,138 @@ async fn latency_main(args: &[String], rate: u64, seconds: u64) {
     }
 }
 
+/// The queries `--slow-sink` runs, each with about how many events make one
+/// output row (so a run lasts about `--seconds` at the sink's rate): a
+/// stateless query (every bid reaches the sink), a windowed rule and an
+/// updating aggregate (two changelog rows per approved payment).
+const SLOW_SINK_CASES: [(&str, &str, f64); 3] = [
+    ("nexmark", "q0", 1.09),
+    ("payments", "card_velocity", 13.7),
+    ("payments", "running_balance", 0.55),
+];
+
+/// One `--slow-sink` case in this process (`--child`): runs `suite`'s
+/// `query` over `events` unpaced events into a sink taking `sink_rate` rows
+/// per second, sampling the RSS.
+async fn slow_sink_child(args: &[String], suite_name: &str, query_name: &str, sink_rate: u64) {
+    let seconds: f64 = arg(args, "--seconds").map_or(20.0, |v| v.parse().expect("--seconds"));
+    let events_per_row = SLOW_SINK_CASES
+        .iter()
+        .find(|c| c.0 == suite_name && c.1 == query_name)
+        .map_or(1.0, |c| c.2);
+    let events: u64 = arg(args, "--events")
+        .map_or((sink_rate as f64 * seconds * events_per_row) as u64, |v| {
+            v.parse().expect("--events")
+        });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let side_input = dir.path().join("side_input.csv");
+    suite::write_side_input(&side_input);
+    let settings = suite::Settings {
+        events,
+        rate: 10_000_000,
+        output_dir: dir.path(),
+        side_input: &side_input,
+    };
+    let failed = |e: String| serde_json::json!({"suite": suite_name, "query": query_name, "status": "failed", "error": e});
+    let Some(query) = suite::load(suite_name, &settings)
+        .into_iter()
+        .find(|q| q.name == query_name)
+    else {
+        println!("RESULT {}", failed("no such query".into()));
+        return;
+    };
+    let sink = slow_sink::ThrottledSinkFactory::new(sink_rate);
+    let ctx = StreamContext::new();
+    ctx.connectors()
+        .register_memory_sink(query.sink_table(), std::sync::Arc::new(sink.clone()));
+    let sampler = slow_sink::RssSampler::start();
+    let started = Instant::now();
+    let run = async {
+        ctx.sql(&format!(
+            "SET 'parallelism.default' = '{}';",
+            arg(args, "--parallelism").unwrap_or_else(|| "1".into())
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+        ctx.sql(&query.ddl_with_memory_sink())
+            .await
+            .map_err(|e| e.to_string())?;
+        let job = ctx.sql(&query.insert).await.map_err(|e| e.to_string())?;
+        job.run().await.map_err(|e| e.to_string())
+    };
+    let result = run.await;
+    let seconds = started.elapsed().as_secs_f64();
+    let samples = sampler.stop();
+    let line = match result {
+        Err(e) => failed(e),
+        Ok(_) => {
+            let at = slow_sink::rss_at(&samples, &[0.1, 0.5, 0.9]);
+            let max = samples.iter().map(|s| s.1).fold(0.0, f64::max);
+            serde_json::json!({
+                "suite": suite_name, "query": query_name, "status": "ok",
+                "events": events, "sink_rows_per_second": sink_rate,
+                "seconds": seconds, "rows_written": sink.rows(),
+                "rss_mib_at_10pct": at[0], "rss_mib_at_50pct": at[1],
+                "rss_mib_at_90pct": at[2], "rss_mib_max": max,
+            })
+        }
+    };
+    println!("RESULT {line}");
+}
+
+/// `--slow-sink RATE`: each of [`SLOW_SINK_CASES`] in a process of its own,
+/// printing the RSS at 10%, 50% and 90% of the run.
+fn slow_sink_main(args: &[String], sink_rate: u64) {
+    println!(
+        "\nmemory with a sink taking {sink_rate} rows/s and an unpaced source (RSS sampled every 100 ms)"
+    );
+    println!(
+        "{:<28} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "query", "seconds", "rows out", "MiB @10%", "MiB @50%", "MiB @90%", "MiB max"
+    );
+    let mut json = arg(args, "--json").map(|p| std::fs::File::create(p).expect("--json file"));
+    for (suite_name, query, _) in SLOW_SINK_CASES {
+        if arg(args, "--queries").is_some_and(|q| !q.split(',').any(|q| q == query)) {
+            continue;
+        }
+        let line = in_child_process(args, suite_name, query);
+        let name = format!("{suite_name}/{query}");
+        match line["status"].as_str() {
+            Some("ok") => {
+                let n = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
+                println!(
+                    "{name:<28} {:>8.1} {:>10} {:>10.0} {:>10.0} {:>10.0} {:>10.0}",
+                    n("seconds"),
+                    line["rows_written"],
+                    n("rss_mib_at_10pct"),
+                    n("rss_mib_at_50pct"),
+                    n("rss_mib_at_90pct"),
+                    n("rss_mib_max")
+                );
+            }
+            _ => println!("{name:<28} failed: {}", line["error"]),
+        }
+        match json.as_mut() {
+            Some(file) => writeln!(file, "{line}").expect("write json"),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(rate) = arg(&args, "--slow-sink") {
+        let rate: u64 = rate.parse().expect("--slow-sink ROWS_PER_SECOND");
+        if args.iter().any(|a| a == "--child") {
+            let suite_name = arg(&args, "--suite").unwrap_or_default();
+            let query = arg(&args, "--queries").unwrap_or_default();
+            slow_sink_child(&args, &suite_name, &query, rate).await;
+        } else {
+            slow_sink_main(&args, rate);
+        }
+        return;
+    }
     if let Some(rate) = arg(&args, "--latency") {
         let rate: u64 = rate.parse().expect("--latency RATE");
         let seconds: u64 = arg(&args, "--seconds").map_or(20, |v| v.parse().expect("--seconds"));

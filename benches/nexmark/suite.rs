@@ -21,6 +21,24 @@ pub struct Query {
     pub insert: String,
 }
 
+impl Query {
+    /// The table its INSERT writes to.
+    pub fn sink_table(&self) -> String {
+        self.insert["INSERT INTO ".len()..]
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Its DDL with the `blackhole` sink made a `memory` sink, for a sink
+    /// registered under [`Query::sink_table`].
+    pub fn ddl_with_memory_sink(&self) -> String {
+        self.ddl
+            .replace("'connector' = 'blackhole'", "'connector' = 'memory'")
+    }
+}
+
 /// Where suite `suite` (`nexmark` or `payments`) keeps its files.
 pub fn query_dir(suite: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
