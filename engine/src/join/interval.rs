@@ -497,6 +497,12 @@ impl IntervalJoinOperator {
         self.sides[LEFT].state_size() + self.sides[RIGHT].state_size()
     }
 
+    /// Bytes of both sides' stored batches.
+    #[cfg(test)]
+    pub(super) fn stored_bytes(&self) -> usize {
+        self.sides[LEFT].stored_bytes() + self.sides[RIGHT].stored_bytes()
+    }
+
     /// [`IntervalJoinOperator::state_size`] counted again from scratch.
     #[cfg(test)]
     pub(super) fn recounted_state_size(&self) -> usize {

@@ -264,6 +264,12 @@ impl SideState {
         self.stored_bytes + self.index.memory_size()
     }
 
+    /// Bytes of the stored batches alone (the index keeps its allocations).
+    #[cfg(test)]
+    pub fn stored_bytes(&self) -> usize {
+        self.stored_bytes
+    }
+
     /// [`SideState::state_size`] counted again from the stored batches (the
     /// running count must equal it).
     #[cfg(test)]
@@ -518,7 +524,7 @@ impl SideState {
     fn clear(&mut self) {
         self.slots.clear();
         self.heap.clear();
-        self.index = KeyIndex::default();
+        self.index.clear();
         self.alive = 0;
         self.stored_bytes = 0;
         self.expired_since_rebuild = 0;
