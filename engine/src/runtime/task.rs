@@ -515,7 +515,16 @@ pub async fn run_operator_task(
             held.append(&mut released);
             released = held;
         }
+        let routed = !pending.is_empty();
         route_all(&outputs, &mut pending).await?;
+        if routed {
+            // Tokio runs the task a send woke next on this worker (its LIFO
+            // slot, which other workers cannot steal), but only once this task
+            // yields. Without the yield, a window's results waited in the
+            // sink's inbox while this task released the window's state: 73 ms
+            // of q7's latency at 100k events/s.
+            tokio::task::yield_now().await;
+        }
     }
 }
 
