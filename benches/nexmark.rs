@@ -15,9 +15,9 @@
 //! stateless query, a windowed rule and an updating aggregate. Events default
 //! to about S (20) seconds of the sink's rate.
 //!
-//! `-- --latency RATE [--seconds S]` instead measures p50/p99 end-to-end
+//! `-- --latency RATE [--seconds S] [--warmup W] [--queries q8]` instead measures p50/p99 end-to-end
 //! latency with the sources paced to RATE events per second (see
-//! `nexmark/latency.rs`): window-emit latency of Nexmark q8 and q11 and of
+//! `nexmark/latency.rs`): window-emit latency of Nexmark q7, q8 and q11 and of
 //! the payments velocity rule, and arrival-to-output latency of q0.
 //!
 //! Nexmark events count every generated event (people, auctions and bids), as
@@ -293,6 +293,7 @@ async fn latency_main(args: &[String], rate: u64, seconds: u64) {
     use watershed::connectors::nexmark::model::BASE_TIME_MILLIS;
     use watershed::connectors::payments::config::DEFAULT_START_TIME_MILLIS;
     let events = rate * seconds;
+    let warmup_seconds: f64 = arg(args, "--warmup").map_or(15.0, |v| v.parse().expect("--warmup"));
     let nexmark_pacing = (
         "'events.num' = '${EVENTS_NUM}'",
         format!("'events.num' = '{events}', 'rate.limited' = 'true'"),
@@ -300,6 +301,7 @@ async fn latency_main(args: &[String], rate: u64, seconds: u64) {
     let due = |column: &str, offset_ms: i64| latency::Due {
         column: column.to_string(),
         offset_ms,
+        align_ms: None,
     };
     let cases = [
         LatencyCase {
@@ -314,6 +316,17 @@ async fn latency_main(args: &[String], rate: u64, seconds: u64) {
             query: "q8",
             // Window start + 10 s window + 4 s WATERMARK delay.
             due: due("stime", 14_000),
+            first_event_ms: BASE_TIME_MILLIS,
+            pacing: nexmark_pacing.clone(),
+        },
+        LatencyCase {
+            suite: "nexmark",
+            query: "q7",
+            // The bid's 10 s window's end + 4 s WATERMARK delay.
+            due: latency::Due {
+                align_ms: Some(10_000),
+                ..due("dateTime", 14_000)
+            },
             first_event_ms: BASE_TIME_MILLIS,
             pacing: nexmark_pacing.clone(),
         },
@@ -341,14 +354,21 @@ async fn latency_main(args: &[String], rate: u64, seconds: u64) {
     let side_input = dir.path().join("side_input.csv");
     suite::write_side_input(&side_input);
     println!(
-        "\nlatency at {rate} events/s for {seconds} s (sources emit 10 ms batches), parallelism {}",
+        "\nlatency at {rate} events/s for {seconds} s (sources emit 10 ms batches; rows due in the first {warmup_seconds} s left out), parallelism {}",
         arg(args, "--parallelism").unwrap_or_else(|| "1".into())
     );
     println!(
         "{:<24} {:>10} {:>10} {:>10} {:>10}",
         "query", "p50 ms", "p99 ms", "max ms", "rows"
     );
+    let only = arg(args, "--queries");
     for case in cases {
+        if only
+            .as_ref()
+            .is_some_and(|q| !q.split(',').any(|q| q == case.query))
+        {
+            continue;
+        }
         let settings = suite::Settings {
             events,
             rate,
@@ -371,6 +391,7 @@ async fn latency_main(args: &[String], rate: u64, seconds: u64) {
             first_event_ms: case.first_event_ms,
             due: case.due.clone(),
             horizon_ms: (seconds * 1000) as f64,
+            warmup_ms: warmup_seconds * 1000.0,
             latencies: latency::Latencies::default(),
         };
         let ctx = StreamContext::new();
