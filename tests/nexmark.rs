@@ -10,7 +10,7 @@ mod suite;
 
 use std::sync::Arc;
 
-use common::{assert_same_rows, batch_rows_of, replay_changelog, rows_as_text};
+use common::{assert_same_rows, batch_rows_of, final_rows};
 use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use watershed::StreamContext;
@@ -123,13 +123,7 @@ async fn stream_answer(query: &suite::Query) -> Vec<String> {
     // Every source row is accounted for once, also through cascaded
     // aggregates and joins of aggregates (q5, q7, q8).
     assert!(result.rows.adds_up(), "{}: {:?}", query.name, result.rows);
-    let batches = sink.batches();
-    match batches.first() {
-        Some(b) if watershed::engine::changelog::is_changelog(b.schema_ref()) => {
-            replay_changelog(&batches).unwrap().rows
-        }
-        _ => rows_as_text(&batches),
-    }
+    final_rows(&sink.batches())
 }
 
 /// The SELECT of a query file, for DataFusion: back quotes dropped, typed as

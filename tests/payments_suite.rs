@@ -12,7 +12,7 @@ mod suite;
 
 use std::sync::Arc;
 
-use common::{assert_same_rows, batch_rows_of, replay_changelog, rows_as_text};
+use common::{assert_same_rows, batch_rows_of, final_rows};
 use watershed::StreamContext;
 use watershed::connectors::memory::CollectSinkFactory;
 use watershed::connectors::payments::config::PaymentsConfig;
@@ -45,13 +45,7 @@ async fn stream_answer(query: &suite::Query) -> Vec<String> {
         "{}",
         query.name
     );
-    let batches = sink.batches();
-    match batches.first() {
-        Some(b) if watershed::engine::changelog::is_changelog(b.schema_ref()) => {
-            replay_changelog(&batches).unwrap().rows
-        }
-        _ => rows_as_text(&batches),
-    }
+    final_rows(&sink.batches())
 }
 
 /// How many times the rule reads the payments table (the time-out join reads

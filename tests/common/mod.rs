@@ -96,6 +96,20 @@ pub async fn batch_rows_of(
     rows_as_text(&batches)
 }
 
+/// The final table of a sink's batches as sorted text rows: a changelog is
+/// replayed (a retraction of a row not in the table fails), other batches are
+/// the rows themselves.
+pub fn final_rows(batches: &[RecordBatch]) -> Vec<String> {
+    match batches.first() {
+        Some(b) if watershed::engine::changelog::is_changelog(b.schema_ref()) => {
+            replay_changelog(batches)
+                .unwrap_or_else(|e| panic!("{e}"))
+                .rows
+        }
+        _ => rows_as_text(batches),
+    }
+}
+
 /// Rows rendered as `a | b | c`, sorted, so result sets compare regardless of order.
 pub fn rows_as_text(batches: &[RecordBatch]) -> Vec<String> {
     let mut rows = Vec::new();
