@@ -11,6 +11,7 @@
 //! is cut from pools generated once from the seed, so making a string costs a
 //! copy, not a random draw per character.
 
+use std::fmt::Write;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, Int64Array, StringBuilder, TimestampMillisecondArray};
@@ -51,10 +52,10 @@ const POOL_BYTES: usize = 1 << 16;
 /// Random text to cut strings from.
 #[derive(Debug, Clone)]
 struct TextPools {
-    /// Lowercase letters.
-    letters: Vec<u8>,
+    /// Lowercase letters (ASCII, so any byte range is a `str`).
+    letters: String,
     /// Lowercase letters with a space in about one of 13 places.
-    words: Vec<u8>,
+    words: String,
 }
 
 impl TextPools {
@@ -68,8 +69,10 @@ impl TextPools {
             }
         };
         TextPools {
-            letters: (0..POOL_BYTES).map(|i| byte(i, false)).collect(),
-            words: (0..POOL_BYTES).map(|i| byte(i, true)).collect(),
+            letters: (0..POOL_BYTES)
+                .map(|i| char::from(byte(i, false)))
+                .collect(),
+            words: (0..POOL_BYTES).map(|i| char::from(byte(i, true))).collect(),
         }
     }
 
@@ -77,15 +80,17 @@ impl TextPools {
     fn words(&self, draw: u64, max_len: u64) -> &str {
         let len = 3 + below(draw, max_len - 3) as usize;
         let start = below(draw.rotate_left(32), (POOL_BYTES - len) as u64) as usize;
-        let text = std::str::from_utf8(&self.words[start..start + len]).unwrap_or_default();
-        text.trim()
+        self.words
+            .get(start..start + len)
+            .unwrap_or_default()
+            .trim()
     }
 
     /// `len` letters.
     fn letters(&self, draw: u64, len: usize) -> &str {
         let len = len.min(POOL_BYTES);
         let start = below(draw, (POOL_BYTES - len + 1) as u64) as usize;
-        std::str::from_utf8(&self.letters[start..start + len]).unwrap_or_default()
+        self.letters.get(start..start + len).unwrap_or_default()
     }
 
     /// Padding that brings an event of `size` bytes to `avg` on average:
@@ -263,72 +268,79 @@ impl NexmarkGenerator {
                 let first =
                     FIRST_NAMES[below(g.model.draw(n, 0), FIRST_NAMES.len() as u64) as usize];
                 let last = LAST_NAMES[below(g.model.draw(n, 1), LAST_NAMES.len() as u64) as usize];
-                out.push_str(first);
-                out.push(' ');
-                out.push_str(last);
+                let _ = out.write_str(first);
+                let _ = out.write_char(' ');
+                let _ = out.write_str(last);
             }),
             EmailAddress => self.strings(events, 16, |g, n, out| g.email(n, out)),
             CreditCard => self.strings(events, 19, |g, n, out| g.credit_card(n, out)),
             City => self.strings(events, 8, |g, n, out| {
-                out.push_str(CITIES[below(g.model.draw(n, 5), CITIES.len() as u64) as usize]);
+                let _ =
+                    out.write_str(CITIES[below(g.model.draw(n, 5), CITIES.len() as u64) as usize]);
             }),
             State => self.strings(events, 2, |g, n, out| {
-                out.push_str(STATES[below(g.model.draw(n, 6), STATES.len() as u64) as usize]);
+                let _ =
+                    out.write_str(STATES[below(g.model.draw(n, 6), STATES.len() as u64) as usize]);
             }),
             ItemName => self.strings(events, 12, |g, n, out| {
-                out.push_str(g.pools.words(g.model.draw(n, 6), 20));
+                let _ = out.write_str(g.pools.words(g.model.draw(n, 6), 20));
             }),
             Description => self.strings(events, 52, |g, n, out| {
-                out.push_str(g.pools.words(g.model.draw(n, 7), 100));
+                let _ = out.write_str(g.pools.words(g.model.draw(n, 7), 100));
             }),
-            Channel => self.strings(events, 12, |g, n, out| out.push_str(g.channel(n).0)),
-            Url => self.strings(events, 60, |g, n, out| out.push_str(g.channel(n).1)),
+            Channel => self.strings(events, 12, |g, n, out| {
+                let _ = out.write_str(g.channel(n).0);
+            }),
+            Url => self.strings(events, 80, |g, n, out| {
+                let _ = out.write_str(g.channel(n).1);
+            }),
             Extra => {
                 let avg = self.config.avg_sizes[match self.config.kind {
                     EventKind::Person => 0,
                     EventKind::Auction => 1,
                     EventKind::Bid => 2,
                 }];
-                self.strings(events, avg as usize / 2, move |g, n, out| {
+                self.strings(events, avg as usize, move |g, n, out| {
                     let (size, draw) = g.size_without_extra(n);
-                    out.push_str(g.pools.extra(draw, size, avg));
+                    let _ = out.write_str(g.pools.extra(draw, size, avg));
                 })
             }
         }
     }
 
     /// A string column built by `value`, with `width` bytes reserved per row.
+    /// `value` writes each row's text straight into the column's buffer (the
+    /// builder's `fmt::Write`), which `append_value("")` then closes: one
+    /// copy per string, where a scratch `String` took two.
     fn strings(
         &mut self,
         events: &[u64],
         width: usize,
-        value: impl Fn(&mut Self, u64, &mut String),
+        value: impl Fn(&mut Self, u64, &mut StringBuilder),
     ) -> ArrayRef {
         let mut builder = StringBuilder::with_capacity(events.len(), events.len() * width);
-        let mut text = String::new();
         for &n in events {
-            text.clear();
-            value(self, n, &mut text);
-            builder.append_value(&text);
+            value(self, n, &mut builder);
+            builder.append_value("");
         }
         Arc::new(builder.finish())
     }
 
-    fn email(&self, n: u64, out: &mut String) {
-        out.push_str(self.pools.words(self.model.draw(n, 2), 7));
-        out.push('@');
-        out.push_str(self.pools.words(self.model.draw(n, 3), 5));
-        out.push_str(".com");
+    fn email(&self, n: u64, out: &mut impl Write) {
+        let _ = out.write_str(self.pools.words(self.model.draw(n, 2), 7));
+        let _ = out.write_char('@');
+        let _ = out.write_str(self.pools.words(self.model.draw(n, 3), 5));
+        let _ = out.write_str(".com");
     }
 
-    fn credit_card(&self, n: u64, out: &mut String) {
+    fn credit_card(&self, n: u64, out: &mut impl Write) {
         let d = self.model.draw(n, 4);
         for k in 0..4 {
             if k > 0 {
-                out.push(' ');
+                let _ = out.write_char(' ');
             }
             let group = below(d.rotate_left(16 * k), 10_000);
-            out.push_str(&format!("{group:04}"));
+            let _ = write!(out, "{group:04}");
         }
     }
 
