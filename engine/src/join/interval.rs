@@ -40,6 +40,7 @@ use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::physical_expr::PhysicalExpr;
 
 use super::side::{SideState, is_time_type};
+use super::window::WindowJoinOperator;
 use super::{JoinInput, JoinKind};
 use crate::checkpoint::{OperatorState, Rescaled, StatePart};
 use crate::error::{EngineError, Result};
@@ -51,26 +52,26 @@ use crate::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp};
 pub(super) const OUTPUT_BATCH_ROWS: usize = 8192;
 
 /// Index of the left input (`on_input_batch` input 0).
-const LEFT: usize = 0;
+pub(super) const LEFT: usize = 0;
 
 /// Index of the right input (`on_input_batch` input 1).
-const RIGHT: usize = 1;
+pub(super) const RIGHT: usize = 1;
 
 /// The names of the sides' parts in a checkpoint, by input number.
-const SIDE_NAMES: [&str; 2] = ["left", "right"];
+pub(super) const SIDE_NAMES: [&str; 2] = ["left", "right"];
 
 /// The description of an interval join, and the factory of its instances.
 #[derive(Debug, Clone)]
 pub struct IntervalJoin {
-    left: JoinInput,
-    right: JoinInput,
+    pub(super) left: JoinInput,
+    pub(super) right: JoinInput,
     lower_ms: i64,
     upper_ms: i64,
-    kind: JoinKind,
+    pub(super) kind: JoinKind,
     residual: Option<Arc<dyn PhysicalExpr>>,
     output_schema: SchemaRef,
-    key_fields: Vec<SortField>,
-    /// Configured as a window join (changes only the name and EXPLAIN text).
+    pub(super) key_fields: Vec<SortField>,
+    /// Configured as a window join: runs as a [`WindowJoinOperator`].
     window: bool,
 }
 
@@ -164,11 +165,11 @@ impl IntervalJoin {
     /// `window_start`, `window_end` and keys are equal. Each input's `time` is its
     /// `window_end` column and its `keys` include both window columns.
     ///
-    /// It is an interval join with bounds `[0, 0]` whose event time is the
-    /// window's last instant, `window_end - 1 ms`: a row is late once the
-    /// watermark has reached it (its window has fired, Flink's rule), and a
-    /// window's rows are released, unmatched outer rows emitted with NULLs, when
-    /// the watermark reaches it.
+    /// Its event time is the window's last instant, `window_end - 1 ms`: a row
+    /// is late once the watermark has reached it (its window has fired,
+    /// Flink's rule). It runs as a [`WindowJoinOperator`], which joins a
+    /// window's rows, and emits the unmatched rows of outer sides with NULLs,
+    /// when the watermark reaches that instant.
     pub fn window_join(
         left: JoinInput,
         right: JoinInput,
@@ -213,6 +214,12 @@ impl IntervalJoin {
         })
     }
 
+    /// A fresh window join instance (for a join made by
+    /// [`IntervalJoin::window_join`]).
+    pub fn window_operator(&self) -> Result<WindowJoinOperator> {
+        WindowJoinOperator::new(Arc::new(self.clone()))
+    }
+
     /// The join type.
     pub fn kind(&self) -> JoinKind {
         self.kind
@@ -248,7 +255,7 @@ impl IntervalJoin {
     }
 
     /// Emits rows of input `side` (given as its columns) padded with NULLs.
-    fn emit_unmatched(
+    pub(super) fn emit_unmatched(
         &self,
         side: usize,
         columns: Vec<ArrayRef>,
@@ -290,33 +297,17 @@ impl IntervalJoin {
         out: &mut Output<'_>,
     ) -> Result<()> {
         let Pairs { probe_rows, refs } = pairs;
-        let rows = probe_rows.len();
-        if rows == 0 {
+        if probe_rows.is_empty() {
             return Ok(());
         }
         let indices = UInt32Array::from(probe_rows.clone());
         let this_columns = take_arrays(batch.columns(), &indices, None)?;
         let other_columns = other.gather(refs)?;
-        let candidates = self.assemble(side, this_columns, other_columns, rows)?;
-        let (result, mask) = match &self.residual {
-            None => (candidates, None),
-            Some(predicate) => {
-                let mask = predicate.evaluate(&candidates)?.into_array(rows)?;
-                let mask: BooleanArray = mask
-                    .as_boolean_opt()
-                    .ok_or_else(|| {
-                        EngineError::Config(format!(
-                            "interval join residual {predicate} is not boolean but {}",
-                            mask.data_type()
-                        ))
-                    })?
-                    .clone();
-                (filter_record_batch(&candidates, &mask)?, Some(mask))
-            }
-        };
+        let kept =
+            self.emit_candidates(side, this_columns, other_columns, probe_rows.len(), out)?;
         if !matched.is_empty() || other.is_outer() {
             for (k, (&row, &(slot, other_row))) in probe_rows.iter().zip(refs).enumerate() {
-                if mask.as_ref().is_none_or(|m| m.is_valid(k) && m.value(k)) {
+                if kept.as_ref().is_none_or(|m| m.value(k)) {
                     if let Some(m) = matched.get_mut(row as usize) {
                         *m = true;
                     }
@@ -324,8 +315,39 @@ impl IntervalJoin {
                 }
             }
         }
-        out.batch(result);
         Ok(())
+    }
+
+    /// Emits the `rows` candidate pairs whose columns are `this` (of input
+    /// `side`) and `other` that satisfy the residual predicate; returns which
+    /// candidates did (`None`: all of them), with NULL read as false.
+    pub(super) fn emit_candidates(
+        &self,
+        side: usize,
+        this: Vec<ArrayRef>,
+        other: Vec<ArrayRef>,
+        rows: usize,
+        out: &mut Output<'_>,
+    ) -> Result<Option<BooleanArray>> {
+        let candidates = self.assemble(side, this, other, rows)?;
+        let Some(predicate) = &self.residual else {
+            out.batch(candidates);
+            return Ok(None);
+        };
+        let mask = predicate.evaluate(&candidates)?.into_array(rows)?;
+        let mask = mask.as_boolean_opt().ok_or_else(|| {
+            EngineError::Config(format!(
+                "interval join residual {predicate} is not boolean but {}",
+                mask.data_type()
+            ))
+        })?;
+        // NULL is not a match: fold the validity into the values.
+        let kept = match mask.nulls() {
+            Some(nulls) => BooleanArray::new(mask.values() & nulls.inner(), None),
+            None => mask.clone(),
+        };
+        out.batch(filter_record_batch(&candidates, &kept)?);
+        Ok(Some(kept))
     }
 }
 
@@ -434,8 +456,9 @@ impl OperatorFactory for IntervalJoin {
                 None => lt.clone(),
             };
             let mut state = format!(
-                "state: a row until the watermark reaches its {end} (its window fires); \
-                 rows of fired windows are late"
+                "state: a window's rows until the watermark reaches their {end} (the window \
+                 fires): then its pairs are emitted and its rows dropped; rows of fired windows \
+                 are late"
             );
             if let Some(padded) = padded {
                 state.push_str(&format!(
@@ -472,6 +495,9 @@ impl OperatorFactory for IntervalJoin {
     }
 
     fn create(&self) -> Result<Box<dyn Operator>> {
+        if self.window {
+            return Ok(Box::new(self.window_operator()?));
+        }
         Ok(Box::new(self.operator()?))
     }
 }

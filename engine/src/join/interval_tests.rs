@@ -23,23 +23,23 @@ use crate::time::{MAX_WATERMARK, MIN_WATERMARK, event_time_type};
 use crate::window::test_support::Rng;
 
 #[derive(Debug, Clone, Copy)]
-struct Row {
-    id: i64,
-    ts: i64,
-    k: Option<i64>,
-    g: &'static str,
-    amt: i64,
+pub(super) struct Row {
+    pub id: i64,
+    pub ts: i64,
+    pub k: Option<i64>,
+    pub g: &'static str,
+    pub amt: i64,
 }
 
 #[derive(Debug, Clone)]
-enum Event {
+pub(super) enum Event {
     Left(Vec<Row>),
     Right(Vec<Row>),
     Watermark(i64),
 }
 
 /// Columns: `{p}_ts, {p}_k, {p}_g, {p}_id, {p}_amt`.
-fn schema(prefix: &str) -> SchemaRef {
+pub(super) fn schema(prefix: &str) -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(format!("{prefix}_ts"), event_time_type(), false),
         Field::new(format!("{prefix}_k"), DataType::Int64, true),
@@ -49,7 +49,7 @@ fn schema(prefix: &str) -> SchemaRef {
     ]))
 }
 
-fn batch(schema: &SchemaRef, rows: &[Row]) -> RecordBatch {
+pub(super) fn batch(schema: &SchemaRef, rows: &[Row]) -> RecordBatch {
     let columns: Vec<ArrayRef> = vec![
         Arc::new(TimestampMillisecondArray::from_iter_values(
             rows.iter().map(|r| r.ts),
@@ -73,7 +73,7 @@ struct Case {
 }
 
 /// `r_amt >= l_amt` over the joined schema.
-fn residual_expr(left: &SchemaRef, right: &SchemaRef) -> Arc<dyn PhysicalExpr> {
+pub(super) fn residual_expr(left: &SchemaRef, right: &SchemaRef) -> Arc<dyn PhysicalExpr> {
     let joined = Schema::new(
         left.fields()
             .iter()
@@ -223,7 +223,7 @@ fn run(
 
 /// `(left id, right id)` of each output row, checking the other columns
 /// against the input rows.
-fn decode(
+pub(super) fn decode(
     b: &RecordBatch,
     left: &HashMap<i64, Row>,
     right: &HashMap<i64, Row>,
@@ -353,7 +353,7 @@ fn oracle(case: &Case, events: &[Event]) -> Expected {
 }
 
 /// Small sides, a few keys, small batches: every case quickly.
-const SMALL: Gen = Gen {
+pub(super) const SMALL: Gen = Gen {
     rows_per_side: 120,
     disorder: 14,
     bound: 10,
@@ -361,19 +361,19 @@ const SMALL: Gen = Gen {
     max_batch: 7,
 };
 
-struct Gen {
-    rows_per_side: usize,
+pub(super) struct Gen {
+    pub rows_per_side: usize,
     /// Rows are at most this far out of time order.
-    disorder: u64,
+    pub disorder: u64,
     /// The watermark trails the maximum time seen by this much.
-    bound: i64,
-    keys: u64,
-    max_batch: u64,
+    pub bound: i64,
+    pub keys: u64,
+    pub max_batch: u64,
 }
 
 /// Two out-of-order streams cut into random batches, interleaved at random, with
 /// `min(max left ts, max right ts) - bound` watermarks between batches.
-fn generate(rng: &mut Rng, g: &Gen, two_keys: bool) -> (Vec<Event>, Vec<Row>, Vec<Row>) {
+pub(super) fn generate(rng: &mut Rng, g: &Gen, two_keys: bool) -> (Vec<Event>, Vec<Row>, Vec<Row>) {
     let make = |first_id: i64, rng: &mut Rng| -> Vec<Row> {
         let mut t = 1_000;
         (0..g.rows_per_side)
@@ -494,7 +494,7 @@ fn check_restoring(
     }
 }
 
-const KINDS: [JoinKind; 4] = [
+pub(super) const KINDS: [JoinKind; 4] = [
     JoinKind::Inner,
     JoinKind::Left,
     JoinKind::Right,
@@ -953,8 +953,8 @@ fn rejects_invalid_joins() {
 }
 
 /// Flink's window join lateness: a row is late once `window_end - 1 <= W`, and a
-/// window's unmatched outer rows come out when the watermark reaches
-/// `window_end - 1`, not a millisecond later.
+/// window's pairs and unmatched outer rows come out when the watermark reaches
+/// `window_end - 1`, not a millisecond earlier or later.
 #[test]
 fn window_join_uses_the_last_instant_of_the_window() {
     let schema = Arc::new(Schema::new(vec![
@@ -1016,8 +1016,8 @@ fn window_join_uses_the_last_instant_of_the_window() {
     .unwrap();
     assert_eq!(join.name(), "WindowJoin");
     let text = join.explain().join("\n");
-    assert!(text.contains("its window_end - 1 ms"), "{text}");
-    let mut op = join.operator().unwrap();
+    assert!(text.contains("their window_end - 1 ms"), "{text}");
+    let mut op = join.window_operator().unwrap();
     let metrics = NodeMetrics::default();
     let mut messages = Vec::new();
     let mut out = Output::new(&mut messages, &metrics);
@@ -1033,8 +1033,8 @@ fn window_join_uses_the_last_instant_of_the_window() {
         render(&messages),
         vec![
             "W(59999)",
-            "1 60000 1 60000",
             "W(119998)",
+            "1 60000 1 60000",
             "2 60000 NULL NULL",
             "W(119999)"
         ]

@@ -75,6 +75,12 @@ impl KeyIndex {
         None
     }
 
+    /// True when some indexed key has hash `hash` (a cheap test before
+    /// [`KeyIndex::find`], which needs the key's bytes).
+    pub fn has_hash(&self, hash: u64) -> bool {
+        self.by_hash.contains_key(&hash)
+    }
+
     /// Indexes one row.
     pub fn insert(&mut self, hash: u64, bytes: &[u8], ts: i64, slot: u32, row: u32) -> Result<()> {
         let key = match self.find(hash, bytes) {

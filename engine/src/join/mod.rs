@@ -8,8 +8,9 @@
 //!
 //! - [`IntervalJoin`]: the event-time interval join of Flink SQL
 //!   (`b.ts BETWEEN a.ts - INTERVAL .. AND a.ts + INTERVAL ..`), whose state the
-//!   watermark releases. [`IntervalJoin::window_join`] configures it as Flink's
-//!   window join (equal `window_start`, `window_end` and keys).
+//!   watermark releases. [`IntervalJoin::window_join`] configures Flink's
+//!   window join (equal `window_start`, `window_end` and keys), which runs as a
+//!   [`WindowJoinOperator`]: a batch hash join of each window when it fires.
 //! - [`BoundedTableJoin`]: a stream joined with a bounded table that is read
 //!   completely first (a CSV of card limits); the stream is probed against it.
 
@@ -17,11 +18,14 @@ mod interval;
 mod key_index;
 mod lookup;
 mod side;
+mod window;
 
 #[cfg(test)]
 mod interval_tests;
 #[cfg(test)]
 mod lookup_tests;
+#[cfg(test)]
+mod window_tests;
 
 use std::fmt;
 
@@ -29,6 +33,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 
 pub use interval::{IntervalJoin, IntervalJoinOperator};
 pub use lookup::{BoundedTableJoin, BoundedTableJoinOperator, TableSide};
+pub use window::WindowJoinOperator;
 
 /// Which unmatched rows a join emits, padded with NULLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

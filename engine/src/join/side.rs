@@ -89,6 +89,42 @@ pub(super) fn is_time_type(t: &DataType) -> bool {
     )
 }
 
+/// The hashes of the equi-join keys of `batch` (`key_cols`), one per row;
+/// both sides of a join hash alike, so equal keys have equal hashes.
+pub(super) fn key_hashes(batch: &RecordBatch, key_cols: &[usize]) -> Result<Vec<u64>> {
+    let keys: Vec<&ArrayRef> = key_cols.iter().map(|&c| batch.column(c)).collect();
+    let mut hashes = vec![0; batch.num_rows()];
+    create_hashes(keys, &RandomState::default(), &mut hashes)?;
+    Ok(hashes)
+}
+
+/// Which rows of `batch` have a non-NULL key and time (`None`: all of them);
+/// only those can ever match.
+pub(super) fn key_validity(
+    batch: &RecordBatch,
+    key_cols: &[usize],
+    time_col: Option<usize>,
+) -> Option<NullBuffer> {
+    let nulls: Vec<Option<NullBuffer>> = key_cols
+        .iter()
+        .chain(time_col.as_ref())
+        .map(|&c| batch.column(c).logical_nulls())
+        .collect();
+    NullBuffer::union_many(nulls.iter().map(Option::as_ref))
+}
+
+/// The schema of a join side's rows in a checkpoint: the input's columns
+/// (`schema`), then [`MATCHED_COLUMN`].
+pub(super) fn state_schema(schema: &Schema) -> SchemaRef {
+    let mut fields: Vec<FieldRef> = schema.fields().iter().cloned().collect();
+    fields.push(Arc::new(Field::new(
+        MATCHED_COLUMN,
+        DataType::Boolean,
+        false,
+    )));
+    Arc::new(Schema::new(fields))
+}
+
 /// The equi-join keys of one batch: hashes, row-format bytes, and which rows have
 /// a non-NULL key (and time, when there is one): the only rows that can ever match.
 pub(super) struct BatchKeys {
@@ -107,24 +143,28 @@ impl BatchKeys {
         time_col: Option<usize>,
         converter: &RowConverter,
     ) -> Result<Self> {
-        let keys: Vec<ArrayRef> = key_cols.iter().map(|&c| batch.column(c).clone()).collect();
-        let mut hashes = vec![0; batch.num_rows()];
-        create_hashes(keys.iter(), &RandomState::default(), &mut hashes)?;
-        let rows = if keys.is_empty() {
+        let hashes = key_hashes(batch, key_cols)?;
+        Self::with_hashes(batch, key_cols, time_col, hashes, converter)
+    }
+
+    /// [`BatchKeys::new`] for keys whose [`key_hashes`] are already known.
+    pub fn with_hashes(
+        batch: &RecordBatch,
+        key_cols: &[usize],
+        time_col: Option<usize>,
+        hashes: Vec<u64>,
+        converter: &RowConverter,
+    ) -> Result<Self> {
+        let rows = if key_cols.is_empty() {
             None
         } else {
+            let keys: Vec<ArrayRef> = key_cols.iter().map(|&c| batch.column(c).clone()).collect();
             Some(converter.convert_columns(&keys)?)
         };
-        let nulls: Vec<Option<NullBuffer>> = keys
-            .iter()
-            .chain(time_col.map(|c| batch.column(c)))
-            .map(|c| c.logical_nulls())
-            .collect();
-        let valid = NullBuffer::union_many(nulls.iter().map(Option::as_ref));
         Ok(BatchKeys {
             hashes,
             rows,
-            valid,
+            valid: key_validity(batch, key_cols, time_col),
         })
     }
 
@@ -468,13 +508,7 @@ impl SideState {
     /// The schema of this side's rows in a checkpoint: the input's columns,
     /// then [`MATCHED_COLUMN`].
     pub fn state_schema(&self) -> SchemaRef {
-        let mut fields: Vec<FieldRef> = self.schema.fields().iter().cloned().collect();
-        fields.push(Arc::new(Field::new(
-            MATCHED_COLUMN,
-            DataType::Boolean,
-            false,
-        )));
-        Arc::new(Schema::new(fields))
+        state_schema(&self.schema)
     }
 
     /// The buffered rows that have not expired, in event-time order, each with
