@@ -63,6 +63,7 @@ async fn context_at(
 }
 
 fn main() {
+    watershed::memory::avoid_transparent_huge_pages();
     let args: Vec<String> = std::env::args().collect();
     let rows: u64 = args
         .iter()

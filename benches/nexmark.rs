@@ -549,7 +549,20 @@ fn slow_sink_main(args: &[String], sink_rate: u64) {
 
 #[tokio::main]
 async fn main() {
+    // As the `watershed` command does (see `watershed::memory`); the line
+    // says which way the figures were taken.
+    let thp_off = watershed::memory::avoid_transparent_huge_pages();
     let args: Vec<String> = std::env::args().collect();
+    if !args.iter().any(|a| a == "--child") {
+        eprintln!(
+            "transparent huge pages: {}",
+            if thp_off {
+                "off (WATERSHED_THP=1 keeps them on)"
+            } else {
+                "on"
+            }
+        );
+    }
     if let Some(rate) = arg(&args, "--slow-sink") {
         let rate: u64 = rate.parse().expect("--slow-sink ROWS_PER_SECOND");
         if args.iter().any(|a| a == "--child") {

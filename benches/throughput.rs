@@ -162,6 +162,7 @@ fn report(name: &str, rows: usize, seconds: f64, out: u64) {
 }
 
 fn main() {
+    watershed::memory::avoid_transparent_huge_pages();
     let args: Vec<String> = std::env::args().collect();
     let rows = args
         .iter()

@@ -44,6 +44,7 @@
 pub mod context;
 pub mod error;
 pub mod frame;
+pub mod memory;
 pub mod rows;
 pub mod script;
 pub mod summary;

@@ -61,6 +61,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any job allocates its state (see `watershed::memory`).
+    watershed::memory::avoid_transparent_huge_pages();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("WATERSHED_LOG")
