@@ -39,6 +39,18 @@ CREATE TABLE country_declines (
 CREATE TABLE card_limits (card_id BIGINT, max_amount DECIMAL(18, 2))
   WITH ('connector' = 'filesystem', 'path' = 'data/card_limits.csv', 'format' = 'csv');
 
+CREATE TABLE bid (
+  auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING,
+  `dateTime` TIMESTAMP(3), extra STRING,
+  WATERMARK FOR `dateTime` AS `dateTime` - INTERVAL '4' SECOND
+) WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.num' = '1000');
+
+CREATE TABLE bid_bidder_watermark (
+  auction BIGINT, bidder BIGINT, price BIGINT, channel STRING, url STRING,
+  `dateTime` TIMESTAMP(3), extra STRING,
+  WATERMARK FOR `dateTime` AS CASE WHEN bidder > 0 THEN `dateTime` - INTERVAL '4' SECOND ELSE `dateTime` END
+) WITH ('connector' = 'nexmark', 'nexmark.table' = 'bid', 'events.num' = '1000');
+
 CREATE VIEW declined AS SELECT txn_id, card_id, amount, country FROM payments WHERE status = 'DECLINED';
 
 CREATE VIEW declines AS SELECT * FROM payments WHERE status = 'DECLINED';
@@ -78,6 +90,27 @@ plan_snapshot!(
      SELECT window_start, window_end, card_id, COUNT(*), SUM(amount), MAX(amount)
      FROM TABLE(TUMBLE(TABLE payments, DESCRIPTOR(event_time), INTERVAL '1' MINUTES))
      GROUP BY window_start, window_end, card_id"
+);
+
+// Projection pushdown: each scan of `bid` generates only the columns it
+// reads (the window join's side no `channel` or `url`, the maximum's side
+// only `price` and `dateTime`).
+plan_snapshot!(
+    nexmark_q7_highest_bid,
+    "SELECT B.auction, B.price, B.`dateTime`
+     FROM (SELECT * FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))) B
+     JOIN (
+       SELECT MAX(price) AS maxprice, window_start, window_end
+       FROM TABLE(TUMBLE(TABLE bid, DESCRIPTOR(`dateTime`), INTERVAL '10' SECOND))
+       GROUP BY window_start, window_end
+     ) B1
+     ON B.window_start = B1.window_start AND B.window_end = B1.window_end AND B.price = B1.maxprice"
+);
+
+// The columns a watermark expression reads are generated too.
+plan_snapshot!(
+    pushdown_keeps_watermark_columns,
+    "SELECT auction FROM bid_bidder_watermark"
 );
 
 plan_snapshot!(

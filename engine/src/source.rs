@@ -80,4 +80,14 @@ pub trait SourceFactory: Send + Sync {
     /// Opens the reader of one split: with parallelism `n`, the `n` splits together
     /// read every row exactly once.
     fn create(&self, split: Split) -> Result<Box<dyn Source>>;
+
+    /// The same source yielding only `columns` (ascending indexes into
+    /// [`SourceFactory::schema`]), when producing fewer columns saves it work;
+    /// `None`, the default, when it yields whole rows regardless. The planner
+    /// asks with the columns a query reads (projection pushdown): a generator
+    /// then skips the text it would have made for nothing. The rows, their
+    /// order and the checkpointed position must be those of the whole source.
+    fn with_columns(&self, _columns: &[usize]) -> Result<Option<Arc<dyn SourceFactory>>> {
+        Ok(None)
+    }
 }

@@ -921,6 +921,46 @@ impl<'a> Planner<'a> {
         Ok((ms > 0).then(|| std::time::Duration::from_millis(ms.unsigned_abs())))
     }
 
+    /// The table's columns a scan with `projection` (indexes into the table's
+    /// columns, then its window columns) reads, ascending: the projected ones,
+    /// the watermark's and the window's time column; `None` when it reads
+    /// them all.
+    fn columns_read(
+        &self,
+        table: &StreamTable,
+        projection: &[usize],
+    ) -> Result<Option<Vec<usize>>> {
+        let def: &TableDef = &table.table;
+        let schema = &def.schema;
+        let width = schema.fields().len();
+        let mut read: Vec<usize> = projection.iter().copied().filter(|&i| i < width).collect();
+        let index = |name: &str| {
+            schema
+                .index_of(name)
+                .map_err(|e| SqlError::from(datafusion::error::DataFusionError::from(e)))
+        };
+        if let Some(wm) = &def.watermark {
+            read.push(index(&wm.column)?);
+            let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;
+            let logical = self.state().create_logical_expr_from_sql_expr(
+                ExprWithAlias {
+                    expr: wm.expr.clone(),
+                    alias: None,
+                },
+                &df_schema,
+            )?;
+            for column in logical.column_refs() {
+                read.push(index(&column.name)?);
+            }
+        }
+        if let Some(tvf) = &table.window {
+            read.push(index(&tvf.time_column)?);
+        }
+        read.sort_unstable();
+        read.dedup();
+        Ok((read.len() < width).then_some(read))
+    }
+
     fn translate_scan(
         &self,
         table: &StreamTable,
@@ -930,15 +970,39 @@ impl<'a> Planner<'a> {
     ) -> Result<Planned> {
         let def: &TableDef = &table.table;
         let idle_timeout = self.idle_timeout(def)?;
-        let source = self.connectors.source(&def.spec())?;
+        let mut source = self.connectors.source(&def.spec())?;
         let bounded_table =
             (source.is_bounded() && def.watermark.is_none() && table.window.is_none())
                 .then(|| def.name.clone());
+        let mut schema = def.schema.clone();
+        let mut projection = projection.map(<[usize]>::to_vec);
+        if let Some(indices) = projection.as_mut()
+            && let Some(read) = self.columns_read(table, indices)?
+            && let Some(narrow) = source.with_columns(&read)?
+        {
+            // Projection pushdown: the source yields only the columns read;
+            // the scan's indices (the table's columns, then window columns)
+            // are renumbered to match.
+            let width = schema.fields().len();
+            for i in indices.iter_mut() {
+                *i = if *i < width {
+                    read.binary_search(i).map_err(|_| {
+                        SqlError::Plan(format!(
+                            "'{}': projected column {i} not among the columns read",
+                            def.name
+                        ))
+                    })?
+                } else {
+                    read.len() + (*i - width)
+                };
+            }
+            schema = narrow.schema();
+            source = narrow;
+        }
         let mut node = graph.add_source(&def.name, source);
         if let Some(timeout) = idle_timeout {
             graph.set_idle_timeout(node, timeout)?;
         }
-        let mut schema = def.schema.clone();
         if let Some(wm) = &def.watermark {
             let df_schema = datafusion::common::DFSchema::try_from(schema.as_ref().clone())?;
             let state = self.state();
@@ -990,7 +1054,7 @@ impl<'a> Planner<'a> {
         }
         let all: Vec<usize> = (0..schema.fields().len()).collect();
         match projection {
-            Some(indices) if indices != all.as_slice() => {
+            Some(indices) if indices != all => {
                 let exprs = indices
                     .iter()
                     .map(|&i| {

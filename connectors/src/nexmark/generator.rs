@@ -393,15 +393,45 @@ mod tests {
     use datafusion::arrow::datatypes::Int64Type;
 
     fn all(kind: EventKind, events: u64, split: Split, batch: usize) -> RecordBatch {
+        generate(nexmark_schema(kind), kind, events, split, batch)
+    }
+
+    fn generate(
+        schema: SchemaRef,
+        kind: EventKind,
+        events: u64,
+        split: Split,
+        batch: usize,
+    ) -> RecordBatch {
         let mut config = NexmarkConfig::new(kind);
         config.events = Some(events);
-        let schema = nexmark_schema(kind);
         let mut g = NexmarkGenerator::for_split("t", config, schema.clone(), split).unwrap();
         let mut batches = Vec::new();
         while let Some((b, _)) = g.next_batch(batch, u64::MAX).unwrap() {
             batches.push(b);
         }
         concat_batches(&schema, &batches).unwrap()
+    }
+
+    /// A generator of some of the columns (projection pushdown) gives each
+    /// of them exactly as the whole table has it, whatever the batch size.
+    #[test]
+    fn some_columns_are_the_whole_tables_columns() {
+        for (kind, columns) in [
+            (EventKind::Bid, vec![0, 2, 5]),
+            (EventKind::Bid, vec![4, 6]),
+            (EventKind::Person, vec![1, 3, 7]),
+            (EventKind::Auction, vec![2, 9]),
+        ] {
+            let whole = all(kind, 3_000, Split::SINGLE, 500);
+            let schema = Arc::new(nexmark_schema(kind).project(&columns).unwrap());
+            let some = generate(schema, kind, 3_000, Split::SINGLE, 333);
+            assert_eq!(
+                some,
+                whole.project(&columns).unwrap(),
+                "{kind:?} {columns:?}"
+            );
+        }
     }
 
     #[test]
