@@ -137,6 +137,9 @@ fn select_of(query: &suite::Query) -> String {
         .replace('`', "")
         .replace("0.908", "CAST(0.908 AS DECIMAL(4, 3))")
         .replace("avg(price)", "CAST(avg(price) AS BIGINT)")
+        .replace("DATE_FORMAT(", "to_char(")
+        .replace("'yyyy-MM-dd'", "'%Y-%m-%d'")
+        .replace("'HH:mm'", "'%H:%M'")
         .replace("MOD(auction, 123)", "auction % 123")
         .replace("MOD(auction, 10000)", "auction % 10000")
         .replace(

@@ -1,7 +1,6 @@
 -- Nexmark q10, log to file system: every bid with its day and minute, as CSV
 -- part files. Deviations: Flink partitions the directory by (dt, hm) with
--- PARTITIONED BY; Watershed writes the two columns into one directory. Flink's
--- DATE_FORMAT(`dateTime`, 'yyyy-MM-dd') is DataFusion's to_char. The runner
+-- PARTITIONED BY; Watershed writes the two columns into one directory. The runner
 -- replaces ${OUTPUT_DIR}.
 CREATE TABLE nexmark_q10 (
   auction BIGINT, bidder BIGINT, price BIGINT, `dateTime` TIMESTAMP(3), extra STRING,
@@ -10,5 +9,5 @@ CREATE TABLE nexmark_q10 (
 
 INSERT INTO nexmark_q10
 SELECT auction, bidder, price, `dateTime`, extra,
-       to_char(`dateTime`, '%Y-%m-%d'), to_char(`dateTime`, '%H:%M')
+       DATE_FORMAT(`dateTime`, 'yyyy-MM-dd'), DATE_FORMAT(`dateTime`, 'HH:mm')
 FROM bid;

@@ -1,7 +1,6 @@
 -- Nexmark q15, bidding statistics report: per day, the bids, distinct
 -- bidders and distinct auctions, in total and per price band.
--- An updating query: its changelog goes to the blackhole sink (Flink's
--- DATE_FORMAT(`dateTime`, 'yyyy-MM-dd') is DataFusion's to_char).
+-- An updating query: its changelog goes to the blackhole sink.
 CREATE TABLE nexmark_q15 (
   `day` STRING,
   total_bids BIGINT, rank1_bids BIGINT, rank2_bids BIGINT, rank3_bids BIGINT,
@@ -11,7 +10,7 @@ CREATE TABLE nexmark_q15 (
 
 INSERT INTO nexmark_q15
 SELECT
-     to_char(`dateTime`, '%Y-%m-%d') AS `day`,
+     DATE_FORMAT(`dateTime`, 'yyyy-MM-dd') AS `day`,
      count(*) AS total_bids,
      count(*) FILTER (WHERE price < 10000) AS rank1_bids,
      count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids,
@@ -25,4 +24,4 @@ SELECT
      count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_auctions,
      count(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions
 FROM bid
-GROUP BY to_char(`dateTime`, '%Y-%m-%d');
+GROUP BY DATE_FORMAT(`dateTime`, 'yyyy-MM-dd');

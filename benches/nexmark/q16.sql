@@ -2,8 +2,7 @@
 -- latest minute seen. Flink takes max(DATE_FORMAT(`dateTime`, 'HH:mm')); within
 -- a day that is the minute of max(`dateTime`), which Watershed's updating
 -- aggregates can keep (MAX over strings is not supported yet).
--- An updating query: its changelog goes to the blackhole sink (Flink's
--- DATE_FORMAT(`dateTime`, 'yyyy-MM-dd') is DataFusion's to_char).
+-- An updating query: its changelog goes to the blackhole sink.
 CREATE TABLE nexmark_q16 (
   channel STRING, `day` STRING, `minute` STRING,
   total_bids BIGINT, rank1_bids BIGINT, rank2_bids BIGINT, rank3_bids BIGINT,
@@ -14,8 +13,8 @@ CREATE TABLE nexmark_q16 (
 INSERT INTO nexmark_q16
 SELECT
      channel,
-     to_char(`dateTime`, '%Y-%m-%d') AS `day`,
-     to_char(max(`dateTime`), '%H:%M') AS `minute`,
+     DATE_FORMAT(`dateTime`, 'yyyy-MM-dd') AS `day`,
+     DATE_FORMAT(max(`dateTime`), 'HH:mm') AS `minute`,
      count(*) AS total_bids,
      count(*) FILTER (WHERE price < 10000) AS rank1_bids,
      count(*) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_bids,
@@ -29,4 +28,4 @@ SELECT
      count(DISTINCT auction) FILTER (WHERE price >= 10000 AND price < 1000000) AS rank2_auctions,
      count(DISTINCT auction) FILTER (WHERE price >= 1000000) AS rank3_auctions
 FROM bid
-GROUP BY channel, to_char(`dateTime`, '%Y-%m-%d');
+GROUP BY channel, DATE_FORMAT(`dateTime`, 'yyyy-MM-dd');

@@ -23,6 +23,7 @@
 //! [`flink_aggregates`] to build those calls instead.
 
 mod avg;
+mod date_format;
 mod scalars;
 mod sum;
 
@@ -37,6 +38,7 @@ use datafusion::logical_expr::AggregateUDF;
 use datafusion::prelude::SessionContext;
 
 pub use avg::FlinkAvg;
+pub use date_format::DateFormat;
 pub use scalars::{FlinkMod, RegexpExtract, SplitIndex, flink_scalars};
 pub use sum::FlinkSum;
 

@@ -8,7 +8,8 @@
 //!   split at `delimiter`; NULL when there is no such part.
 //!
 //! A NULL argument gives NULL. The pattern of `REGEXP_EXTRACT` is compiled
-//! once per distinct pattern, not per row.
+//! once per distinct pattern, not per row. `DATE_FORMAT` has a module of its
+//! own (`date_format.rs`).
 
 use std::sync::{Arc, Mutex};
 
@@ -292,6 +293,7 @@ pub fn flink_scalars() -> Vec<ScalarUDF> {
         ScalarUDF::new_from_impl(FlinkMod::new()),
         ScalarUDF::new_from_impl(RegexpExtract::new()),
         ScalarUDF::new_from_impl(SplitIndex::new()),
+        ScalarUDF::new_from_impl(super::date_format::DateFormat::new()),
     ]
 }
 
@@ -316,6 +318,47 @@ mod tests {
         let options = FormatOptions::default().with_null("NULL");
         let formatter = ArrayFormatter::try_new(batches[0].column(0), &options).unwrap();
         Ok(formatter.value(0).to_string())
+    }
+
+    #[tokio::test]
+    async fn date_format_takes_timestamps_dates_and_strings() {
+        let ts = "TIMESTAMP '2024-02-29 13:05:09.042'";
+        assert_eq!(
+            eval(&format!("DATE_FORMAT({ts}, 'yyyy-MM-dd HH:mm:ss.SSS')"))
+                .await
+                .unwrap(),
+            "2024-02-29 13:05:09.042"
+        );
+        assert_eq!(
+            eval("DATE_FORMAT(CAST('2024-05-01 08:30:00' AS TIMESTAMP(3)), 'HH:mm')")
+                .await
+                .unwrap(),
+            "08:30"
+        );
+        assert_eq!(
+            eval("DATE_FORMAT('2024-05-01 08:30:00', 'dd/MM/yy')")
+                .await
+                .unwrap(),
+            "01/05/24"
+        );
+        assert_eq!(
+            eval("DATE_FORMAT(DATE '2024-05-01', 'EEE d MMM')")
+                .await
+                .unwrap(),
+            "Wed 1 May"
+        );
+        assert_eq!(
+            eval("DATE_FORMAT(CAST(NULL AS TIMESTAMP), 'yyyy')")
+                .await
+                .unwrap(),
+            "NULL"
+        );
+        let err = eval(&format!("DATE_FORMAT({ts}, 'G yyyy')"))
+            .await
+            .unwrap_err();
+        assert!(err.contains("letter 'G' is not supported"), "{err}");
+        let err = eval("DATE_FORMAT(42, 'yyyy')").await.unwrap_err();
+        assert!(err.contains("formats a TIMESTAMP"), "{err}");
     }
 
     #[tokio::test]
