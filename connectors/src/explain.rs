@@ -4,6 +4,10 @@
 //! (they live in a `BTreeMap`), so plans can be snapshot-tested.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use watershed_engine::EngineError;
 
 use crate::options::CONNECTOR;
 
@@ -18,6 +22,20 @@ pub fn explain_options(connector: &str, options: &BTreeMap<String, String>) -> V
                 .map(|(k, v)| format!("{k}={v}")),
         )
         .collect()
+}
+
+/// A generator narrowed to `columns` of `schema` (projection pushdown): the
+/// narrower schema, and `explain` with a `columns: a, b` line added.
+pub fn narrowed(
+    schema: &SchemaRef,
+    explain: &[String],
+    columns: &[usize],
+) -> Result<(SchemaRef, Vec<String>), EngineError> {
+    let schema = Arc::new(schema.project(columns)?);
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    let mut explain = explain.to_vec();
+    explain.push(format!("columns: {}", names.join(", ")));
+    Ok((schema, explain))
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ use watershed_engine::connector::TableSpec;
 use watershed_engine::metrics::NodeMetrics;
 use watershed_engine::source::{Source, SourceContext, SourceFactory, Split};
 
-use crate::explain::explain_options;
+use crate::explain::{explain_options, narrowed};
 use crate::options::TableOptions;
 use crate::payments::rate::RateLimiter;
 use crate::payments::split_rate;
@@ -91,10 +91,7 @@ impl SourceFactory for NexmarkSourceFactory {
         &self,
         columns: &[usize],
     ) -> Result<Option<Arc<dyn SourceFactory>>, EngineError> {
-        let schema = Arc::new(self.schema.project(columns)?);
-        let mut explain = self.explain.clone();
-        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        explain.push(format!("columns: {}", names.join(", ")));
+        let (schema, explain) = narrowed(&self.schema, &self.explain, columns)?;
         Ok(Some(Arc::new(NexmarkSourceFactory {
             schema,
             explain,

@@ -37,7 +37,7 @@ use watershed_engine::source::{Source, SourceContext, SourceFactory, Split};
 
 use self::columns::resolve_columns;
 use self::rate::RateLimiter;
-use crate::explain::explain_options;
+use crate::explain::{explain_options, narrowed};
 use crate::options::TableOptions;
 
 /// The connector's name in `'connector' = '...'`.
@@ -90,10 +90,7 @@ impl SourceFactory for PaymentsSourceFactory {
         &self,
         columns: &[usize],
     ) -> Result<Option<Arc<dyn SourceFactory>>, EngineError> {
-        let schema = Arc::new(self.schema.project(columns)?);
-        let mut explain = self.explain.clone();
-        let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-        explain.push(format!("columns: {}", names.join(", ")));
+        let (schema, explain) = narrowed(&self.schema, &self.explain, columns)?;
         Ok(Some(Arc::new(PaymentsSourceFactory {
             schema,
             explain,

@@ -251,6 +251,18 @@ impl WindowJoinOperator {
             if !hits.is_empty() {
                 let keys =
                     BatchKeys::with_hashes(batch, &probe_keys, None, hashes, &self.converter)?;
+                let build_batches = &batches[build];
+                let mut flush = |pairs: &Pairs| {
+                    self.emit(
+                        probe,
+                        batch,
+                        build_batches,
+                        pairs,
+                        &mut matched,
+                        &mut build_matched,
+                        out,
+                    )
+                };
                 let mut pairs = Pairs::default();
                 for &i in &hits {
                     if let Some(key) = self
@@ -263,27 +275,11 @@ impl WindowJoinOperator {
                         }
                     }
                     if pairs.probe_rows.len() >= OUTPUT_BATCH_ROWS {
-                        self.emit(
-                            probe,
-                            batch,
-                            &batches[build],
-                            &pairs,
-                            &mut matched,
-                            &mut build_matched,
-                            out,
-                        )?;
+                        flush(&pairs)?;
                         pairs = Pairs::default();
                     }
                 }
-                self.emit(
-                    probe,
-                    batch,
-                    &batches[build],
-                    &pairs,
-                    &mut matched,
-                    &mut build_matched,
-                    out,
-                )?;
+                flush(&pairs)?;
             }
             if probe_outer {
                 let unmatched: Vec<u32> = (0..batch.num_rows())
