@@ -687,11 +687,13 @@ impl Operator for IntervalJoinOperator {
         }
     }
 
+    /// Releases what the watermark expires, then forwards it. After a restore
+    /// at another parallelism, `self.watermark` (the highest of the old
+    /// instances') can be ahead of rows restored from an instance that was
+    /// behind: they are released here, before that watermark goes downstream.
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<'_>) -> Result<()> {
-        if watermark > self.watermark {
-            self.watermark = watermark;
-            self.release(watermark, out)?;
-        }
+        self.watermark = self.watermark.max(watermark);
+        self.release(self.watermark, out)?;
         out.watermark(self.watermark);
         Ok(())
     }

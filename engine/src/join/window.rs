@@ -31,14 +31,17 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, BooleanArray, RecordBatch, RecordBatchOptions, UInt32Array,
 };
-use datafusion::arrow::compute::{interleave, take_arrays, take_record_batch};
+use datafusion::arrow::compute::{concat_batches, interleave, take_arrays, take_record_batch};
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::RowConverter;
 
 use super::JoinInput;
 use super::interval::{IntervalJoin, LEFT, OUTPUT_BATCH_ROWS, RIGHT, SIDE_NAMES};
 use super::key_index::{KeyIndex, to_u32};
-use super::side::{BatchKeys, MATCHED_COLUMN, event_times, key_hashes, key_validity, state_schema};
+use super::side::{
+    BatchKeys, MATCHED_COLUMN, SMALL_BATCH_ROWS, TAIL_MERGE_SLOTS, event_times, key_hashes,
+    key_validity, state_schema,
+};
 use crate::checkpoint::{OperatorState, Rescaled, StatePart, malformed_state};
 use crate::error::{EngineError, Result};
 use crate::operator::{Operator, Output};
@@ -48,7 +51,19 @@ use crate::time::{MAX_WATERMARK, MIN_WATERMARK, Timestamp};
 #[derive(Default)]
 struct WindowRows {
     batches: [Vec<RecordBatch>; 2],
+    /// Batches of fewer than [`SMALL_BATCH_ROWS`] rows not yet merged into
+    /// one of `batches`.
+    small: [Vec<RecordBatch>; 2],
+    /// Rows in `small`.
+    small_rows: [usize; 2],
     rows: [usize; 2],
+}
+
+impl WindowRows {
+    /// Every batch of `side`, merged and not.
+    fn all(&self, side: usize) -> impl Iterator<Item = &RecordBatch> {
+        self.batches[side].iter().chain(&self.small[side])
+    }
 }
 
 /// A running window join: the rows of the windows that have not fired.
@@ -128,8 +143,7 @@ impl WindowJoinOperator {
         let first = ts[0];
         if valid.is_none() && first > watermark && ts.iter().all(|&t| t == first) {
             // The usual batch: one window, nothing late or NULL.
-            self.file(side, first, batch);
-            return Ok(());
+            return self.file(side, first, batch);
         }
         let mut late = 0;
         let mut unmatched: Vec<u32> = Vec::new();
@@ -162,19 +176,41 @@ impl WindowJoinOperator {
             } else {
                 take_record_batch(&batch, &UInt32Array::from(rows))?
             };
-            self.file(side, window, part);
+            self.file(side, window, part)?;
         }
         Ok(())
     }
 
     /// Adds `batch` (rows of input `side`, all valid and of one window) to the
     /// rows of window `window`.
-    fn file(&mut self, side: usize, window: Timestamp, batch: RecordBatch) {
-        self.rows += batch.num_rows();
+    /// Small batches (a slow input) are merged every [`SMALL_BATCH_ROWS`]
+    /// rows or [`TAIL_MERGE_SLOTS`] batches, so that a window's rows do not
+    /// sit in thousands of tiny batches.
+    fn file(&mut self, side: usize, window: Timestamp, batch: RecordBatch) -> Result<()> {
+        let n = batch.num_rows();
+        self.rows += n;
         self.bytes += batch.get_array_memory_size();
         let rows = self.windows.entry(window).or_default();
-        rows.rows[side] += batch.num_rows();
-        rows.batches[side].push(batch);
+        rows.rows[side] += n;
+        if n >= SMALL_BATCH_ROWS {
+            rows.batches[side].push(batch);
+            return Ok(());
+        }
+        rows.small[side].push(batch);
+        rows.small_rows[side] += n;
+        if rows.small_rows[side] < SMALL_BATCH_ROWS && rows.small[side].len() < TAIL_MERGE_SLOTS {
+            return Ok(());
+        }
+        let small = std::mem::take(&mut rows.small[side]);
+        rows.small_rows[side] = 0;
+        let schema = self.input(side).schema.clone();
+        let merged = concat_batches(&schema, &small)?;
+        let freed: usize = small.iter().map(RecordBatch::get_array_memory_size).sum();
+        self.bytes = self.bytes.saturating_sub(freed) + merged.get_array_memory_size();
+        if let Some(rows) = self.windows.get_mut(&window) {
+            rows.batches[side].push(merged);
+        }
+        Ok(())
     }
 
     /// Joins and drops every window whose last instant is at or before
@@ -187,7 +223,7 @@ impl WindowJoinOperator {
             let window = entry.remove();
             for side in [LEFT, RIGHT] {
                 self.rows = self.rows.saturating_sub(window.rows[side]);
-                for batch in &window.batches[side] {
+                for batch in window.all(side) {
                     self.bytes = self.bytes.saturating_sub(batch.get_array_memory_size());
                 }
             }
@@ -199,7 +235,15 @@ impl WindowJoinOperator {
     /// Emits the pairs of one window, then the unmatched rows of its outer
     /// sides.
     fn join_window(&mut self, window: WindowRows, out: &mut Output<'_>) -> Result<()> {
-        let WindowRows { batches, rows } = window;
+        let WindowRows {
+            mut batches,
+            small,
+            rows,
+            ..
+        } = window;
+        for (side, small) in small.into_iter().enumerate() {
+            batches[side].extend(small);
+        }
         if rows[LEFT] == 0 || rows[RIGHT] == 0 {
             for side in [LEFT, RIGHT] {
                 if self.is_outer(side) {
@@ -236,6 +280,14 @@ impl WindowJoinOperator {
         } else {
             Vec::new()
         };
+        let build_columns: Vec<Vec<&dyn Array>> = (0..self.input(build).schema.fields().len())
+            .map(|c| {
+                batches[build]
+                    .iter()
+                    .map(|b| b.column(c).as_ref())
+                    .collect()
+            })
+            .collect();
         let probe_outer = self.is_outer(probe);
         for batch in &batches[probe] {
             let hashes = key_hashes(batch, &probe_keys)?;
@@ -251,12 +303,11 @@ impl WindowJoinOperator {
             if !hits.is_empty() {
                 let keys =
                     BatchKeys::with_hashes(batch, &probe_keys, None, hashes, &self.converter)?;
-                let build_batches = &batches[build];
                 let mut flush = |pairs: &Pairs| {
                     self.emit(
                         probe,
                         batch,
-                        build_batches,
+                        &build_columns,
                         pairs,
                         &mut matched,
                         &mut build_matched,
@@ -272,11 +323,11 @@ impl WindowJoinOperator {
                         for e in self.index.chain(key) {
                             pairs.probe_rows.push(i);
                             pairs.refs.push((e.slot, e.row));
+                            if pairs.probe_rows.len() >= OUTPUT_BATCH_ROWS {
+                                flush(&pairs)?;
+                                pairs = Pairs::default();
+                            }
                         }
-                    }
-                    if pairs.probe_rows.len() >= OUTPUT_BATCH_ROWS {
-                        flush(&pairs)?;
-                        pairs = Pairs::default();
                     }
                 }
                 flush(&pairs)?;
@@ -300,13 +351,14 @@ impl WindowJoinOperator {
     }
 
     /// Emits the candidate pairs of `probe_batch` (of input `probe`) with rows
-    /// of `build` and records which rows matched.
+    /// of the build side (`build`: per column, that column of every build
+    /// batch) and records which rows matched.
     #[allow(clippy::too_many_arguments)]
     fn emit(
         &self,
         probe: usize,
         probe_batch: &RecordBatch,
-        build: &[RecordBatch],
+        build: &[Vec<&dyn Array>],
         pairs: &Pairs,
         probe_matched: &mut [bool],
         build_matched: &mut [Vec<bool>],
@@ -323,12 +375,9 @@ impl WindowJoinOperator {
             .iter()
             .map(|&(slot, row)| (slot as usize, row as usize))
             .collect();
-        let width = build.first().map_or(0, |b| b.num_columns());
-        let other = (0..width)
-            .map(|c| {
-                let arrays: Vec<&dyn Array> = build.iter().map(|b| b.column(c).as_ref()).collect();
-                Ok(interleave(&arrays, &refs)?)
-            })
+        let other = build
+            .iter()
+            .map(|arrays| Ok(interleave(arrays, &refs)?))
             .collect::<Result<Vec<ArrayRef>>>()?;
         let kept = self.join.emit_candidates(probe, this, other, rows, out)?;
         if probe_matched.is_empty() && build_matched.is_empty() {
@@ -379,7 +428,7 @@ impl WindowJoinOperator {
         }
         for (window, rows) in by_window {
             let part = take_record_batch(&batch, &UInt32Array::from(rows))?;
-            self.file(side, window, part);
+            self.file(side, window, part)?;
         }
         Ok(())
     }
@@ -446,11 +495,13 @@ impl Operator for WindowJoinOperator {
         }
     }
 
+    /// Fires the windows the watermark has reached, then forwards it. After a
+    /// restore at another parallelism, `self.watermark` (the highest of the
+    /// old instances') can be ahead of windows restored from an instance that
+    /// was behind: they fire here, before that watermark goes downstream.
     fn on_watermark(&mut self, watermark: Timestamp, out: &mut Output<'_>) -> Result<()> {
-        if watermark > self.watermark {
-            self.watermark = watermark;
-            self.fire(watermark, out)?;
-        }
+        self.watermark = self.watermark.max(watermark);
+        self.fire(self.watermark, out)?;
         out.watermark(self.watermark);
         Ok(())
     }
@@ -469,7 +520,7 @@ impl Operator for WindowJoinOperator {
             let schema = state_schema(&self.input(side).schema);
             let mut batches = Vec::new();
             for window in self.windows.values() {
-                for batch in &window.batches[side] {
+                for batch in window.all(side) {
                     let mut columns = batch.columns().to_vec();
                     columns.push(Arc::new(BooleanArray::from(vec![false; batch.num_rows()])));
                     batches.push(RecordBatch::try_new(schema.clone(), columns)?);
@@ -526,5 +577,22 @@ impl WindowJoinOperator {
     /// The windows held, by last instant, with their rows per side.
     pub(super) fn windows(&self) -> Vec<(Timestamp, [usize; 2])> {
         self.windows.iter().map(|(&w, r)| (w, r.rows)).collect()
+    }
+
+    /// The bytes held, counted again from the batches (the running count
+    /// must equal it), and the number of batches held.
+    pub(super) fn recounted(&self) -> (usize, usize) {
+        let batches = self
+            .windows
+            .values()
+            .flat_map(|w| w.all(LEFT).chain(w.all(RIGHT)));
+        batches.fold((0, 0), |(bytes, n), b| {
+            (bytes + b.get_array_memory_size(), n + 1)
+        })
+    }
+
+    /// Bytes held in windows, by the running count.
+    pub(super) fn held_bytes(&self) -> usize {
+        self.bytes
     }
 }

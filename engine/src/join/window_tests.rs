@@ -14,6 +14,7 @@ use crate::metrics::NodeMetrics;
 use crate::operator::{Operator, OperatorFactory, Output};
 use crate::time::MAX_WATERMARK;
 use crate::window::test_support::Rng;
+use datafusion::arrow::array::AsArray;
 
 #[derive(Debug, Clone, Copy)]
 struct Case {
@@ -157,6 +158,17 @@ fn oracle(case: &Case, events: &[Event]) -> Expected {
 /// a snapshot and goes on with a fresh instance restored from it (through
 /// Arrow IPC), checking that the instance that took it emits the same rows.
 fn check(case: &Case, g: &Gen, seed: u64, restore_at: Option<usize>) {
+    check_batches(case, g, seed, restore_at, None);
+}
+
+/// [`check`], and at most `max_batches_held` batches held at any time.
+fn check_batches(
+    case: &Case,
+    g: &Gen,
+    seed: u64,
+    restore_at: Option<usize>,
+    max_batches_held: Option<usize>,
+) {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let (mut events, left, right) = windowed(&mut rng, g, case);
     if case.final_watermark {
@@ -195,6 +207,7 @@ fn check(case: &Case, g: &Gen, seed: u64, restore_at: Option<usize>) {
     let mut original: Option<WindowJoinOperator> = None;
     let mut rows = Vec::new();
     let mut state = Vec::new();
+    let mut max_batches = 0;
     for (step, event) in events.iter().enumerate() {
         if restore_at == Some(step) {
             let snapshot = op.snapshot().unwrap().unwrap();
@@ -217,6 +230,13 @@ fn check(case: &Case, g: &Gen, seed: u64, restore_at: Option<usize>) {
         }
         collect(messages, step, &mut rows);
         state.push(op.state_rows());
+        let (bytes, batches) = op.recounted();
+        assert_eq!(
+            op.held_bytes(),
+            bytes,
+            "{ctx}: event {step}: the byte count drifted"
+        );
+        max_batches = max_batches.max(batches);
     }
     let mut messages = Vec::new();
     op.on_end(&mut Output::new(&mut messages, &metrics))
@@ -241,6 +261,12 @@ fn check(case: &Case, g: &Gen, seed: u64, restore_at: Option<usize>) {
     );
     assert_eq!(op.state_rows(), 0, "{ctx}");
     assert!(op.windows().is_empty(), "{ctx}: windows left after the end");
+    if let Some(limit) = max_batches_held {
+        assert!(
+            max_batches <= limit,
+            "{ctx}: {max_batches} batches held at once (tiny batches are merged)"
+        );
+    }
     let held = expected.state.iter().any(|&rows| rows > 0);
     let peak = metrics
         .peak_state_bytes
@@ -307,4 +333,110 @@ fn large_batches_and_hot_keys() {
         };
         check(&case, &g, 3_000 + seed as u64, None);
     }
+}
+
+/// A slow input: batches of a few rows into long windows. They are merged as
+/// they arrive (every 32 batches or 1024 rows), so a window holds a few dozen
+/// batches, not one per arrival; results stay exact, also across a restore.
+#[test]
+fn tiny_batches_are_merged() {
+    let g = Gen {
+        rows_per_side: 3_000,
+        disorder: 20,
+        bound: 10,
+        keys: 5,
+        max_batch: 4,
+    };
+    for (seed, kind) in KINDS.into_iter().enumerate() {
+        let case = Case {
+            window_ms: 1_000,
+            kind,
+            residual: seed % 2 == 0,
+            two_keys: false,
+            final_watermark: true,
+        };
+        // Without merging, a window of ~1000 rows per side in batches of at
+        // most 4 would hold 500 or more batches.
+        check_batches(&case, &g, 4_000 + seed as u64, Some(700), Some(150));
+    }
+}
+
+/// Two old instances restored into one: the restored watermark is the higher
+/// one's, and the windows the lower one still held that it has reached fire
+/// at the first watermark after the restore, before that watermark is
+/// forwarded (their pairs would otherwise arrive behind it, late downstream).
+#[test]
+fn a_rescaled_restore_fires_windows_behind_the_restored_watermark() {
+    use crate::checkpoint::Rescaled;
+    let case = Case {
+        window_ms: 10,
+        kind: JoinKind::Left,
+        residual: false,
+        two_keys: false,
+        final_watermark: false,
+    };
+    let join = join(&case);
+    let (ls, rs) = (schema("l"), schema("r"));
+    let row = |id, ts, k| Row {
+        id,
+        ts,
+        k: Some(k),
+        g: "x",
+        amt: 1,
+    };
+    let metrics = NodeMetrics::default();
+    let mut sink = Vec::new();
+    // Old instance 0 is behind (W = 100) and holds the window ending at 150;
+    // old instance 1 is ahead (W = 200) and holds the window ending at 250.
+    let mut behind = join.window_operator().unwrap();
+    let mut out = Output::new(&mut sink, &metrics);
+    behind.on_watermark(100, &mut out).unwrap();
+    behind
+        .on_input_batch(0, batch(&ls, &[row(1, 150, 7)]), &mut out)
+        .unwrap();
+    behind
+        .on_input_batch(1, batch(&rs, &[row(2, 150, 7)]), &mut out)
+        .unwrap();
+    let mut ahead = join.window_operator().unwrap();
+    ahead.on_watermark(200, &mut out).unwrap();
+    ahead
+        .on_input_batch(0, batch(&ls, &[row(3, 250, 8)]), &mut out)
+        .unwrap();
+    let states = vec![
+        (0, behind.snapshot().unwrap().unwrap()),
+        (1, ahead.snapshot().unwrap().unwrap()),
+    ];
+    let mut restored = join.window_operator().unwrap();
+    restored
+        .restore_rescaled(Rescaled {
+            old_parallelism: 2,
+            new_parallelism: 1,
+            instance: 0,
+            input_keys: vec![Some(vec![1]), Some(vec![1])],
+            states,
+        })
+        .unwrap();
+    assert_eq!(restored.windows(), vec![(149, [1, 1]), (249, [1, 0])]);
+    let mut messages = Vec::new();
+    restored
+        .on_watermark(120, &mut Output::new(&mut messages, &metrics))
+        .unwrap();
+    let rendered: Vec<String> = messages
+        .iter()
+        .map(|m| match m {
+            Message::Batch(b) => {
+                let ids = b
+                    .column(3)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                let rids = b
+                    .column(8)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                format!("pair {} {}", ids.value(0), rids.value(0))
+            }
+            Message::Watermark(w) => format!("W({w})"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(rendered, vec!["pair 1 2", "W(200)"]);
+    assert_eq!(restored.windows(), vec![(249, [1, 0])]);
 }

@@ -1,24 +1,26 @@
 //! Flink's `DATE_FORMAT(timestamp, format)`: a timestamp as text, in a Java
-//! `SimpleDateFormat` pattern (`'yyyy-MM-dd HH:mm:ss'`, Nexmark's
-//! `'yyyy-MM-dd'` and `'HH:mm'`).
+//! date pattern (`'yyyy-MM-dd HH:mm:ss'`, Nexmark's `'yyyy-MM-dd'` and
+//! `'HH:mm'`). Flink formats with `java.time`'s `DateTimeFormatter`, so the
+//! letters mean what they mean there.
 //!
-//! A pattern is parsed once per distinct pattern into [`Piece`]s; each value
-//! is converted to its calendar fields once (chrono) and its pieces written
-//! straight into the result's buffer. The first argument is a `TIMESTAMP`
+//! A constant pattern is parsed once per batch into [`Piece`]s (a pattern
+//! column once per change of pattern); each value is converted to its
+//! calendar fields once (chrono) and its pieces written straight into the
+//! result's buffer. The first argument is a `TIMESTAMP`
 //! (any precision, no time zone), a `DATE`, or a string Arrow can cast to a
 //! timestamp (`'2024-05-01 12:00:00'`), as Flink also accepts. A NULL argument
 //! gives NULL.
 //!
-//! Pattern letters, as Java's: `y` year (`yy` two digits), `M` month (`MMM`
-//! `Jan`, `MMMM` `January`), `d` day, `D` day of year, `H` hour 0-23, `k` hour
-//! 1-24, `K` hour 0-11, `h` hour 1-12, `m` minute, `s` second, `S`
-//! milliseconds, `a` AM/PM, `E` weekday (`EEE` `Mon`, `EEEE` `Monday`), `u`
-//! weekday number (1 = Monday). A numeric field is zero-padded to the number
-//! of letters. Text in single quotes is literal (`''` is a quote); other
+//! Pattern letters, as `DateTimeFormatter`'s: `y` and `u` year (`yy`, `uu`
+//! two digits), `M` month (`MMM` `Jan`, `MMMM` `January`), `d` day, `D` day
+//! of year, `H` hour 0-23, `k` hour 1-24, `K` hour 0-11, `h` hour 1-12, `m`
+//! minute, `s` second, `S` fraction of the second (`SSS` milliseconds, `S`
+//! tenths, `SSSSSS` microseconds), `a` AM/PM, `E` weekday (`EEE` `Mon`,
+//! `EEEE` `Monday`). A numeric field is zero-padded to the number of letters. Text in single quotes is literal (`''` is a quote); other
 //! letters (eras, week numbers, time zones) are refused, naming the letter.
 
 use std::fmt::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, NaiveDateTime, Timelike};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
@@ -69,8 +71,6 @@ enum Number {
     Hour1To12,
     Minute,
     Second,
-    Millisecond,
-    DayOfWeek,
 }
 
 impl Number {
@@ -92,8 +92,6 @@ impl Number {
             },
             Number::Minute => t.minute(),
             Number::Second => t.second(),
-            Number::Millisecond => t.nanosecond() / 1_000_000 % 1000,
-            Number::DayOfWeek => t.weekday().number_from_monday(),
         }
     }
 }
@@ -105,6 +103,8 @@ enum Piece {
     Number { field: Number, width: usize },
     /// The year's last two digits.
     TwoDigitYear,
+    /// The first `digits` digits of the fraction of the second.
+    Fraction { digits: usize },
     /// The month's name, cut to three letters when `short`.
     MonthName { short: bool },
     /// The weekday's name, cut to three letters when `short`.
@@ -125,6 +125,11 @@ impl Piece {
                 write!(out, "{:0width$}", field.of(t))
             }
             Piece::TwoDigitYear => write!(out, "{:02}", t.year().rem_euclid(100)),
+            Piece::Fraction { digits } => {
+                let nanos = format!("{:09}", t.nanosecond() % 1_000_000_000);
+                let shown = nanos.get(..(*digits).min(9)).unwrap_or(&nanos);
+                write!(out, "{shown:0<digits$}")
+            }
             Piece::MonthName { short } => out.write_str(cut(MONTHS[t.month0() as usize], *short)),
             Piece::WeekdayName { short } => out.write_str(cut(
                 WEEKDAYS[t.weekday().num_days_from_monday() as usize],
@@ -196,8 +201,8 @@ fn parse(pattern: &str) -> Result<Vec<Piece>> {
             width: count,
         };
         let piece = match c {
-            'y' if count == 2 => Piece::TwoDigitYear,
-            'y' => number(Number::Year),
+            'y' | 'u' if count == 2 => Piece::TwoDigitYear,
+            'y' | 'u' => number(Number::Year),
             'M' if count >= 4 => Piece::MonthName { short: false },
             'M' if count == 3 => Piece::MonthName { short: true },
             'M' => number(Number::Month),
@@ -209,14 +214,13 @@ fn parse(pattern: &str) -> Result<Vec<Piece>> {
             'h' => number(Number::Hour1To12),
             'm' => number(Number::Minute),
             's' => number(Number::Second),
-            'S' => number(Number::Millisecond),
-            'u' => number(Number::DayOfWeek),
+            'S' => Piece::Fraction { digits: count },
             'E' => Piece::WeekdayName { short: count < 4 },
             'a' => Piece::AmPm,
             other => {
                 return plan_err!(
                     "DATE_FORMAT pattern '{pattern}': letter '{other}' is not supported \
-                     (supported: y M d D H k K h m s S u E a; quote literal text as 'text')"
+                     (supported: y u M d D H k K h m s S E a; quote literal text as 'text')"
                 );
             }
         };
@@ -233,25 +237,9 @@ fn parse(pattern: &str) -> Result<Vec<Piece>> {
 }
 
 /// Flink's `DATE_FORMAT(timestamp, format)`.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq, Hash)]
 pub struct DateFormat {
     signature: Signature,
-    /// The last pattern parsed and its pieces.
-    parsed: Mutex<Option<(String, Arc<Vec<Piece>>)>>,
-}
-
-impl PartialEq for DateFormat {
-    fn eq(&self, other: &Self) -> bool {
-        self.signature == other.signature
-    }
-}
-
-impl Eq for DateFormat {}
-
-impl std::hash::Hash for DateFormat {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.signature.hash(state);
-    }
 }
 
 impl DateFormat {
@@ -259,24 +247,7 @@ impl DateFormat {
     pub fn new() -> Self {
         DateFormat {
             signature: Signature::user_defined(Volatility::Immutable),
-            parsed: Mutex::new(None),
         }
-    }
-
-    /// The pieces of `pattern`, parsed once while it stays the same.
-    fn pieces(&self, pattern: &str) -> Result<Arc<Vec<Piece>>> {
-        let mut last = self
-            .parsed
-            .lock()
-            .map_err(|_| DataFusionError::Execution("DATE_FORMAT: poisoned cache".into()))?;
-        if let Some((text, pieces)) = last.as_ref()
-            && text == pattern
-        {
-            return Ok(pieces.clone());
-        }
-        let pieces = Arc::new(parse(pattern)?);
-        *last = Some((pattern.to_string(), pieces.clone()));
-        Ok(pieces)
     }
 }
 
@@ -349,6 +320,8 @@ impl ScalarUDFImpl for DateFormat {
             format.value(0).len()
         };
         let mut out = StringBuilder::with_capacity(rows, rows * width);
+        // The pattern last parsed (a constant pattern: once per batch).
+        let mut parsed: Option<(&str, Vec<Piece>)> = None;
         for i in 0..rows {
             if times.is_null(i) || format.is_null(i) {
                 out.append_null();
@@ -362,7 +335,14 @@ impl ScalarUDFImpl for DateFormat {
                         "DATE_FORMAT: timestamp {ms} ms is out of range"
                     ))
                 })?;
-            for piece in self.pieces(format.value(i))?.iter() {
+            let pattern = format.value(i);
+            if parsed.as_ref().is_none_or(|(p, _)| *p != pattern) {
+                parsed = Some((pattern, parse(pattern)?));
+            }
+            let pieces = parsed
+                .as_ref()
+                .map_or(&[][..], |(_, pieces)| pieces.as_slice());
+            for piece in pieces {
                 piece
                     .write(&time, &mut out)
                     .map_err(|e| DataFusionError::Execution(format!("DATE_FORMAT: {e}")))?;
@@ -399,7 +379,7 @@ mod tests {
             ("EEE, d MMM yyyy", "%a, %-d %b %Y"),
             ("EEEE MMMM dd", "%A %B %d"),
             ("DDD k K s", "%j %k %l %-S"),
-            ("u", "%u"),
+            ("uuuu/uu", "%Y/%y"),
         ];
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         for _ in 0..2_000 {
@@ -434,7 +414,8 @@ mod tests {
         let ms = 1_709_211_909_042;
         assert_eq!(format(ms, "HH:mm:ss.SSS"), "13:05:09.042");
         assert_eq!(format(ms, "yyyy'T'HH 'o''clock' ''"), "2024T13 o'clock '");
-        assert_eq!(format(ms, "dd.MM.yyyy, S"), "29.02.2024, 42");
+        // S is a fraction of the second (java.time), not a count of ms.
+        assert_eq!(format(ms, "s.S|s.SS|s.SSSSSS"), "9.0|9.04|9.042000");
         assert_eq!(format(0, "yyyyMMddHHmmss"), "19700101000000");
     }
 

@@ -5,10 +5,10 @@
 //! 2. A **window join** (Flink's): `ON L.window_start = R.window_start AND
 //!    L.window_end = R.window_end [AND keys]` over two inputs carrying real
 //!    windows (TUMBLE rows, or the results of any window aggregate). It runs as
-//!    an interval join on `window_end - 1 ms` with bounds `[0, 0]`, keyed by all
-//!    the equi-join pairs, so a window's rows are joined while it is open, rows
-//!    of fired windows are late, and unmatched outer rows come out when the
-//!    window fires.
+//!    a `WindowJoinOperator` keyed by all the equi-join pairs: a window's rows
+//!    are kept until the watermark reaches `window_end - 1 ms`, then joined,
+//!    its pairs and unmatched outer rows emitted, and dropped; rows of fired
+//!    windows are late.
 //! 3. A join with a **bounded table** (a file without WATERMARK): the table is
 //!    read completely, then every stream row is joined with it.
 //!
@@ -322,8 +322,8 @@ impl Planner<'_> {
         )
     }
 
-    /// A window join: an interval join on `window_end - 1 ms` with bounds
-    /// `[0, 0]`, keyed by every equi-join pair (window columns included).
+    /// A window join on `window_end - 1 ms`, keyed by every equi-join pair
+    /// (window columns included); see `IntervalJoin::window_join`.
     fn window_join(
         &self,
         join: &Join,
