@@ -13,11 +13,16 @@ use datafusion::arrow::datatypes::{
     ArrowPrimitiveType, DataType, Decimal128Type, Field, Float64Type, Int64Type,
 };
 
-use super::distinct::DistinctValues;
+use super::distinct::list_type;
 use super::plan::{AggPlan, Func, Kind};
 use super::ttl::retain_kept;
 use crate::checkpoint::malformed_state;
 use crate::error::{EngineError, Result};
+
+/// True when row `i` passes an aggregate's FILTER `mask` (NULL does not).
+pub(super) fn passes_filter(mask: Option<&BooleanArray>, i: usize) -> bool {
+    mask.is_none_or(|m| m.is_valid(i) && m.value(i))
+}
 
 /// Running values of one aggregate, per group id.
 pub(super) struct AggState {
@@ -27,26 +32,23 @@ pub(super) struct AggState {
     ints: Vec<i64>,
     decs: Vec<i128>,
     floats: Vec<f64>,
-    /// The values seen per group, for a DISTINCT aggregate.
-    distinct: Option<DistinctValues>,
+    /// For a DISTINCT aggregate: the type of its values' lists in a
+    /// checkpoint. The values live in the operator's `DistinctValues` of its
+    /// argument, shared with the other DISTINCT calls over it.
+    distinct_list: Option<DataType>,
 }
 
 impl AggState {
-    /// Empty state; fails when the values of a DISTINCT aggregate cannot be
-    /// keyed.
+    /// Empty state.
     pub(super) fn try_new(plan: AggPlan) -> Result<Self> {
-        let distinct = if plan.distinct {
-            Some(DistinctValues::try_new(&plan.input_type)?)
-        } else {
-            None
-        };
+        let distinct_list = plan.distinct.then(|| list_type(&plan.input_type));
         Ok(AggState {
             plan,
             counts: Vec::new(),
             ints: Vec::new(),
             decs: Vec::new(),
             floats: Vec::new(),
-            distinct,
+            distinct_list,
         })
     }
 
@@ -56,9 +58,6 @@ impl AggState {
 
     /// Holds `groups` groups; new ones start empty.
     pub(super) fn resize(&mut self, groups: usize) -> Result<()> {
-        if let Some(distinct) = &mut self.distinct {
-            distinct.resize(groups)?;
-        }
         self.counts.resize(groups, 0);
         if self.uses_values() {
             match self.plan.kind {
@@ -75,9 +74,6 @@ impl AggState {
         if let Some(c) = self.counts.get_mut(group) {
             *c = 0;
         }
-        if let Some(distinct) = &mut self.distinct {
-            distinct.reset(group);
-        }
     }
 
     /// Keeps the groups where `keep` is true, in order.
@@ -86,9 +82,6 @@ impl AggState {
         retain_kept(&mut self.ints, keep);
         retain_kept(&mut self.decs, keep);
         retain_kept(&mut self.floats, keep);
-        if let Some(distinct) = &mut self.distinct {
-            distinct.compact(keep);
-        }
     }
 
     /// The columns of aggregate number `a` in a checkpoint: `count_<a>` (the
@@ -104,18 +97,15 @@ impl AggState {
                 false,
             ));
         }
-        if let Some(distinct) = &self.distinct {
-            fields.push(Field::new(
-                format!("distinct_{a}"),
-                distinct.snapshot_type(),
-                false,
-            ));
+        if let Some(list) = &self.distinct_list {
+            fields.push(Field::new(format!("distinct_{a}"), list.clone(), false));
         }
         fields
     }
 
     /// The state of groups `0..groups` as the columns of
-    /// [`AggState::state_fields`].
+    /// [`AggState::state_fields`], but for a DISTINCT aggregate's values (the
+    /// operator adds them).
     pub(super) fn snapshot(&self, groups: usize) -> Result<Vec<ArrayRef>> {
         let short = || {
             EngineError::InvalidGraph("updating aggregate: state shorter than its groups".into())
@@ -136,14 +126,12 @@ impl AggState {
                 )),
             });
         }
-        if let Some(distinct) = &self.distinct {
-            columns.push(distinct.snapshot(groups)?);
-        }
         Ok(columns)
     }
 
     /// Puts back the groups of a [`AggState::snapshot`] into an empty state,
-    /// from its columns (of the types [`AggState::state_fields`] names).
+    /// from its columns (of the types [`AggState::state_fields`] names, but
+    /// for a DISTINCT aggregate's values).
     pub(super) fn restore(&mut self, columns: &[ArrayRef]) -> Result<()> {
         let mut columns = columns.iter();
         let mut next = |what: &str| {
@@ -163,9 +151,6 @@ impl AggState {
                 Kind::Float => self.floats = values_of::<Float64Type>(values, "value")?,
             }
         }
-        if let Some(distinct) = &mut self.distinct {
-            distinct.restore(next("distinct")?)?;
-        }
         Ok(())
     }
 
@@ -175,26 +160,22 @@ impl AggState {
             + self.ints.capacity() * 8
             + self.decs.capacity() * 16
             + self.floats.capacity() * 8
-            + self.distinct.as_ref().map_or(0, DistinctValues::size)
     }
 
     /// Folds one batch's argument column into the groups: the rows passing
-    /// `mask` (the FILTER), and of a DISTINCT aggregate only those bringing a
-    /// value their group has not seen.
+    /// `mask` (the FILTER), and of a DISTINCT aggregate only the rows of
+    /// `fresh` (those bringing a value their group has not seen, computed by
+    /// the operator's shared distinct values).
     pub(super) fn update(
         &mut self,
         args: &[ArrayRef],
         mask: Option<&BooleanArray>,
         groups: &[usize],
+        fresh: Option<&[bool]>,
     ) -> Result<()> {
-        let filtered = |i: usize| mask.is_none_or(|m| m.is_valid(i) && m.value(i));
-        let fresh = match (&mut self.distinct, args.first()) {
-            (Some(distinct), Some(arg)) => Some(distinct.insert(arg, groups, &filtered)?),
-            _ => None,
-        };
-        let passes = |i: usize| match &fresh {
+        let passes = |i: usize| match fresh {
             Some(fresh) => fresh.get(i).copied().unwrap_or(false),
-            None => filtered(i),
+            None => passes_filter(mask, i),
         };
         let arg = match (self.plan.func, args.first()) {
             (Func::CountStar, _) | (_, None) => {

@@ -61,13 +61,14 @@ use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::physical_plan::aggregates::group_values::new_group_values;
 use datafusion::physical_plan::aggregates::order::GroupOrdering;
 
-use crate::aggregate::AggregateSpec;
+use crate::aggregate::{AggregateCall, AggregateSpec};
 use crate::changelog::schema_with_row_kind;
 use crate::error::{EngineError, Result};
 use crate::metrics::NodeRole;
 use crate::operator::{Operator, OperatorFactory};
 
 use accumulator::AggState;
+use distinct::DistinctValues;
 pub use operator::UpdatingAggregateOperator;
 use plan::AggPlan;
 use ttl::GroupExpiry;
@@ -114,9 +115,7 @@ impl UpdatingAggregate {
             .map(|call| AggPlan::try_new(&call.function, input_schema))
             .collect::<Result<Vec<_>>>()?;
         // Fail here, at planning, if a DISTINCT aggregate's values cannot be keyed.
-        for plan in &plans {
-            AggState::try_new(plan.clone())?;
-        }
+        distinct_maps(&plans, &spec.calls)?;
         let width = spec.group_schema.fields().len() + spec.calls.len();
         let base = if spec.output_schema.fields().len() == width {
             spec.output_schema.clone()
@@ -189,7 +188,10 @@ impl UpdatingAggregate {
                 &GroupOrdering::None,
             )?)
         };
+        let (distinct, distinct_of) = distinct_maps(&self.plans, &self.spec.calls)?;
         Ok(UpdatingAggregateOperator {
+            distinct,
+            distinct_of,
             spec: self.spec.clone(),
             output_schema: self.output_schema.clone(),
             group_values,
@@ -204,4 +206,46 @@ impl UpdatingAggregate {
             group_indices: Vec::new(),
         })
     }
+}
+
+/// The maps of DISTINCT values: one per distinct argument (the same
+/// expressions over the same type), shared by every DISTINCT call over it (up
+/// to [`distinct::MAX_MEMBERS`]), and per call its map and member number.
+#[allow(clippy::type_complexity)]
+fn distinct_maps(
+    plans: &[AggPlan],
+    calls: &[AggregateCall],
+) -> Result<(Vec<DistinctValues>, Vec<Option<(usize, usize)>>)> {
+    let mut maps: Vec<DistinctValues> = Vec::new();
+    // Per map: its argument and its members so far.
+    let mut arguments: Vec<(String, usize)> = Vec::new();
+    let mut of = Vec::with_capacity(plans.len());
+    for (plan, call) in plans.iter().zip(calls) {
+        if !plan.distinct {
+            of.push(None);
+            continue;
+        }
+        let exprs: Vec<String> = call
+            .function
+            .expressions()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let argument = format!("{} {}", exprs.join(", "), plan.input_type);
+        let open = arguments
+            .iter()
+            .rposition(|(a, members)| *a == argument && *members < distinct::MAX_MEMBERS);
+        let map = match open {
+            Some(map) => map,
+            None => {
+                maps.push(DistinctValues::try_new(&plan.input_type)?);
+                arguments.push((argument, 0));
+                arguments.len() - 1
+            }
+        };
+        let member = arguments[map].1;
+        arguments[map].1 += 1;
+        of.push(Some((map, member)));
+    }
+    Ok((maps, of))
 }

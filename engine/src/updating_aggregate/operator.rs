@@ -11,7 +11,8 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::logical_expr::EmitTo;
 use datafusion::physical_plan::aggregates::group_values::GroupValues;
 
-use super::accumulator::AggState;
+use super::accumulator::{AggState, passes_filter};
+use super::distinct::DistinctValues;
 use super::ttl::{GroupExpiry, key_table, retain_keys};
 use crate::aggregate::{AggregateInput, AggregateSpec};
 use crate::changelog::{RowKind, row_kind_array};
@@ -30,6 +31,12 @@ pub struct UpdatingAggregateOperator {
     /// Interned keys; `None` without group expressions (one group, id 0).
     pub(super) group_values: Option<Box<dyn GroupValues>>,
     pub(super) states: Vec<AggState>,
+    /// The values DISTINCT aggregates have seen: one map per distinct
+    /// argument, shared by the calls over it.
+    pub(super) distinct: Vec<DistinctValues>,
+    /// Per aggregate: its map in `distinct` and its member number there
+    /// (DISTINCT aggregates only).
+    pub(super) distinct_of: Vec<Option<(usize, usize)>>,
     /// Last access per group and the TTL sweep schedule.
     pub(super) expiry: GroupExpiry,
     /// Per group: touched by the current batch (reset after each batch).
@@ -46,8 +53,10 @@ impl UpdatingAggregateOperator {
     /// Approximate bytes held by the state.
     pub fn state_size(&self) -> usize {
         let per_agg: usize = self.states.iter().map(AggState::size).sum();
+        let distinct: usize = self.distinct.iter().map(DistinctValues::size).sum();
         self.group_values.as_ref().map_or(0, |v| v.size())
             + per_agg
+            + distinct
             + self.expiry.size()
             + self.marks.capacity()
     }
@@ -69,6 +78,48 @@ impl UpdatingAggregateOperator {
             fields.extend(state.state_fields(a));
         }
         Arc::new(Schema::new(fields))
+    }
+
+    /// The DISTINCT map `map`.
+    fn distinct_map(&self, map: usize) -> Result<&DistinctValues> {
+        self.distinct
+            .get(map)
+            .ok_or_else(|| EngineError::InvalidGraph("updating aggregate: no DISTINCT map".into()))
+    }
+
+    /// Records the batch's values in every DISTINCT map, once per row for all
+    /// the calls sharing it; per map, per member, per row: whether the row
+    /// brought a value new to that call's group (empty for a map whose calls
+    /// have no argument).
+    fn count_distinct(&mut self, input: &AggregateInput) -> Result<Vec<Vec<Vec<bool>>>> {
+        let mut fresh = Vec::with_capacity(self.distinct.len());
+        for (m, map) in self.distinct.iter_mut().enumerate() {
+            // The calls of this map, in member order.
+            let calls: Vec<usize> = (0..self.distinct_of.len())
+                .filter(|&a| self.distinct_of[a].is_some_and(|(of, _)| of == m))
+                .collect();
+            let Some(values) = calls
+                .first()
+                .and_then(|&a| input.args.get(a))
+                .and_then(|args| args.first())
+            else {
+                fresh.push(Vec::new());
+                continue;
+            };
+            let filters: Vec<_> = calls
+                .iter()
+                .map(|&a| {
+                    let mask = input.filters.get(a).and_then(Option::as_ref);
+                    move |i: usize| passes_filter(mask, i)
+                })
+                .collect();
+            let passes: Vec<&dyn Fn(usize) -> bool> = filters
+                .iter()
+                .map(|f| f as &dyn Fn(usize) -> bool)
+                .collect();
+            fresh.push(map.insert(values, &self.group_indices, &passes)?);
+        }
+        Ok(fresh)
     }
 
     /// Assigns group ids to the rows of `input` (into `group_indices`).
@@ -94,6 +145,9 @@ impl UpdatingAggregateOperator {
         }
         for state in &mut self.states {
             state.compact(&keep);
+        }
+        for map in &mut self.distinct {
+            map.compact(&keep);
         }
         self.marks.truncate(self.expiry.len());
         Ok(())
@@ -127,8 +181,11 @@ impl Operator for UpdatingAggregateOperator {
             None => Vec::new(),
         };
         columns.push(Arc::new(Int64Array::from(self.expiry.idle_times())));
-        for state in &self.states {
+        for (state, of) in self.states.iter().zip(&self.distinct_of) {
             columns.extend(state.snapshot(groups)?);
+            if let Some((map, member)) = *of {
+                columns.push(self.distinct_map(map)?.snapshot(groups, member)?);
+            }
         }
         let options = RecordBatchOptions::new().with_row_count(Some(groups));
         let batch = RecordBatch::try_new_with_options(schema.clone(), columns, &options)?;
@@ -164,9 +221,28 @@ impl Operator for UpdatingAggregateOperator {
         let idle = state_column::<Int64Type>(&batch, IDLE_COLUMN)?;
         self.expiry.restore(idle.values());
         let mut position = keys + 1;
+        for map in &mut self.distinct {
+            map.resize(groups)?;
+        }
         for (a, agg) in self.states.iter_mut().enumerate() {
             let width = agg.state_fields(a).len();
-            agg.restore(&batch.columns()[position..position + width])?;
+            let columns = batch
+                .columns()
+                .get(position..position + width)
+                .ok_or_else(|| malformed_state("updating aggregate: too few columns"))?;
+            match self.distinct_of.get(a).copied().flatten() {
+                Some((map, member)) => {
+                    let (values, lists) = columns.split_at(width.saturating_sub(1));
+                    agg.restore(values)?;
+                    let map = self.distinct.get_mut(map).ok_or_else(|| {
+                        EngineError::InvalidGraph("updating aggregate: no DISTINCT map".into())
+                    })?;
+                    if let Some(lists) = lists.first() {
+                        map.restore(lists, member)?;
+                    }
+                }
+                None => agg.restore(columns)?,
+            }
             position += width;
         }
         self.marks.resize(groups, false);
@@ -197,6 +273,9 @@ impl Operator for UpdatingAggregateOperator {
         for state in &mut self.states {
             state.resize(total)?;
         }
+        for map in &mut self.distinct {
+            map.resize(total)?;
+        }
         self.expiry.resize(total, now);
         self.marks.resize(total, false);
 
@@ -224,6 +303,9 @@ impl Operator for UpdatingAggregateOperator {
                 for state in &mut self.states {
                     state.reset(g);
                 }
+                for map in &mut self.distinct {
+                    map.reset(g);
+                }
             }
         }
 
@@ -232,8 +314,18 @@ impl Operator for UpdatingAggregateOperator {
             .iter()
             .map(|s| s.evaluate(&touched))
             .collect::<Result<Vec<_>>>()?;
-        for ((state, args), mask) in self.states.iter_mut().zip(&input.args).zip(&input.filters) {
-            state.update(args, mask.as_ref(), &self.group_indices)?;
+        let fresh = self.count_distinct(&input)?;
+        for (a, ((state, args), mask)) in self
+            .states
+            .iter_mut()
+            .zip(&input.args)
+            .zip(&input.filters)
+            .enumerate()
+        {
+            let fresh = self.distinct_of[a]
+                .and_then(|(map, member)| fresh.get(map)?.get(member))
+                .map(Vec::as_slice);
+            state.update(args, mask.as_ref(), &self.group_indices, fresh)?;
         }
         let new = self
             .states

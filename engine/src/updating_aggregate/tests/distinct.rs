@@ -80,10 +80,14 @@ fn distinct_values_survive_a_restore() {
     let v = col("v", &s).unwrap();
     let d = col("d", &s).unwrap();
     let k = col("k", &s).unwrap();
+    let over_10 = binary(v.clone(), BinaryOp::Gt, lit(10i64), &s).unwrap();
+    // sum_dd and d_big share one map of d's values (a bit each): restored
+    // together, each keeps its own values.
     let calls = vec![
         call(count_udaf(), v.clone(), "n_v", true, None),
         call(sum_udaf(), d.clone(), "sum_dd", true, None),
         call(count_udaf(), lit(1i64), "cnt", false, None),
+        call(count_udaf(), d.clone(), "d_big", true, Some(over_10)),
     ];
     let factory = UpdatingAggregate::new(spec(true, calls), &s, None).unwrap();
     let oracle = |rows: &[Row], schema: &Schema| -> Vec<String> {
@@ -94,6 +98,12 @@ fn distinct_values_survive_a_restore() {
             vs.len().to_string(),
             opt((!ds.is_empty()).then(|| fmt_dec(ds.iter().sum(), p, sc))),
             rows.len().to_string(),
+            rows.iter()
+                .filter(|r| r.v.is_some_and(|v| v > 10))
+                .filter_map(|r| r.d)
+                .collect::<BTreeSet<i128>>()
+                .len()
+                .to_string(),
         ]
     };
     check_changelog_restoring(&factory, 8, &narrow_row, &key_k, &oracle, Some(70));
@@ -300,7 +310,8 @@ fn fresh_in_one_group(values: ArrayRef) -> Vec<bool> {
     let mut set = DistinctValues::try_new(values.data_type()).unwrap();
     set.resize(1).unwrap();
     let groups = vec![0; values.len()];
-    set.insert(&values, &groups, &|_| true).unwrap()
+    let all = |_: usize| true;
+    set.insert(&values, &groups, &[&all]).unwrap().remove(0)
 }
 
 #[test]
@@ -353,31 +364,31 @@ fn distinct_sets_follow_group_renumbering_and_resets() {
     set.resize(3).unwrap();
     let all = |_: usize| true;
     assert_eq!(
-        set.insert(&values, &[0, 1, 2, 2], &all).unwrap(),
+        set.insert(&values, &[0, 1, 2, 2], &[&all]).unwrap()[0],
         [true, true, true, true]
     );
     // drop group 1: group 2 becomes 1
     set.compact(&[true, false, true]);
     set.resize(2).unwrap();
     assert_eq!(
-        set.insert(&values, &[1, 0, 0, 1], &all).unwrap(),
+        set.insert(&values, &[1, 0, 0, 1], &[&all]).unwrap()[0],
         [false, true, false, false]
     );
     // a reset group forgets its values; the other keeps them
     set.reset(0);
     assert_eq!(
-        set.insert(&values, &[0, 1, 0, 1], &all).unwrap(),
+        set.insert(&values, &[0, 1, 0, 1], &[&all]).unwrap()[0],
         [true, true, false, false]
     );
     // rows that do not pass are not recorded
     let only_first = |i: usize| i == 0;
     set.reset(1);
     assert_eq!(
-        set.insert(&values, &[1, 1, 1, 1], &only_first).unwrap(),
+        set.insert(&values, &[1, 1, 1, 1], &[&only_first]).unwrap()[0],
         [true, false, false, false]
     );
     assert_eq!(
-        set.insert(&values, &[1, 1, 1, 1], &all).unwrap(),
+        set.insert(&values, &[1, 1, 1, 1], &[&all]).unwrap()[0],
         [false, true, false, true]
     );
     // Values of earlier epochs linger until the sweep: g0 had {x, y} then {x},
@@ -386,7 +397,75 @@ fn distinct_sets_follow_group_renumbering_and_resets() {
     set.compact(&[true, true]);
     assert_eq!(set.len(), 4);
     assert_eq!(
-        set.insert(&values, &[0, 0, 1, 1], &all).unwrap(),
+        set.insert(&values, &[0, 0, 1, 1], &[&all]).unwrap()[0],
         [false, true, false, false]
     );
+}
+
+/// Calls over one argument share a map (a bit per call): each call's fresh
+/// rows are those of a set of its own (an oracle of `BTreeSet`s per call and
+/// group, emptied by a reset), for integers and strings, with different
+/// FILTERs, NULLs, several groups and a reset; its checkpoint lists hold the
+/// call's own values; and a value counted by several calls is held once.
+#[test]
+fn shared_maps_count_each_call_as_its_own_set() {
+    let mut rng = Lcg(11);
+    let ints: ArrayRef = Arc::new(datafusion::arrow::array::Int64Array::from_iter(
+        (0..3_000).map(|_| (rng.next(10) != 0).then(|| rng.next(200) as i64)),
+    ));
+    let strings: ArrayRef =
+        Arc::new(StringArray::from_iter((0..3_000).map(|_| {
+            (rng.next(10) != 0).then(|| format!("s{}", rng.next(200)))
+        })));
+    let groups: Vec<usize> = (0..3_000).map(|_| rng.next(4) as usize).collect();
+    let filters: [&dyn Fn(usize) -> bool; 4] =
+        [&|_| true, &|i| i % 3 == 0, &|i| i % 3 == 1, &|i| i % 7 < 2];
+    for values in [ints, strings] {
+        let text =
+            |i: usize| datafusion::arrow::util::display::array_value_to_string(&values, i).unwrap();
+        let mut shared = DistinctValues::try_new(values.data_type()).unwrap();
+        shared.resize(4).unwrap();
+        // Per call and group: the values counted.
+        let mut oracle: Vec<Vec<BTreeSet<String>>> = vec![vec![BTreeSet::new(); 4]; 4];
+        // Two batches, with group 2 reset between them.
+        for (range, reset) in [(0..1_500, false), (1_500..3_000, true)] {
+            if reset {
+                shared.reset(2);
+                for sets in &mut oracle {
+                    sets[2].clear();
+                }
+            }
+            let batch = values.slice(range.start, range.len());
+            let batch_groups = &groups[range.clone()];
+            let start = range.start;
+            let passes: Vec<Box<dyn Fn(usize) -> bool>> = filters
+                .iter()
+                .map(|f| Box::new(move |i: usize| f(start + i)) as Box<dyn Fn(usize) -> bool>)
+                .collect();
+            let refs: Vec<&dyn Fn(usize) -> bool> = passes.iter().map(|p| p.as_ref()).collect();
+            let together = shared.insert(&batch, batch_groups, &refs).unwrap();
+            for (m, sets) in oracle.iter_mut().enumerate() {
+                let expected: Vec<bool> = range
+                    .clone()
+                    .map(|i| values.is_valid(i) && filters[m](i) && sets[groups[i]].insert(text(i)))
+                    .collect();
+                assert_eq!(together[m], expected, "{} member {m}", values.data_type());
+            }
+        }
+        for (m, sets) in oracle.iter().enumerate() {
+            let lists = shared.snapshot(4, m).unwrap();
+            let lists = datafusion::arrow::array::AsArray::as_list::<i32>(&lists);
+            for (g, set) in sets.iter().enumerate() {
+                assert_eq!(lists.value(g).len(), set.len(), "member {m} group {g}");
+            }
+        }
+        // Member 0 (no FILTER) counts every value: one entry per value, the
+        // other calls' bits ride along (2 epochs of group 2 included).
+        let all_values: usize = (0..3_000)
+            .filter(|&i| values.is_valid(i))
+            .map(|i| (groups[i], i >= 1_500 && groups[i] == 2, text(i)))
+            .collect::<BTreeSet<_>>()
+            .len();
+        assert_eq!(shared.len(), all_values);
+    }
 }
