@@ -41,7 +41,7 @@ use datafusion::physical_expr::PhysicalExpr;
 
 use super::side::{SideState, is_time_type};
 use super::window::WindowJoinOperator;
-use super::{JoinInput, JoinKind};
+use super::{JoinInput, JoinKind, join_side};
 use crate::checkpoint::{OperatorState, Rescaled, StatePart};
 use crate::error::{EngineError, Result};
 use crate::metrics::NodeRole;
@@ -252,6 +252,26 @@ impl IntervalJoin {
             columns,
             &options,
         )?)
+    }
+
+    /// Emits rows `rows` (ascending) of `batch`, of input `side`, padded with
+    /// NULLs; all of the batch without a copy when `rows` are all its rows.
+    pub(super) fn emit_unmatched_rows(
+        &self,
+        side: usize,
+        batch: &RecordBatch,
+        rows: Vec<u32>,
+        out: &mut Output<'_>,
+    ) -> Result<()> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let columns = if rows.len() == batch.num_rows() {
+            batch.columns().to_vec()
+        } else {
+            take_arrays(batch.columns(), &UInt32Array::from(rows), None)?
+        };
+        self.emit_unmatched(side, columns, out)
     }
 
     /// Emits rows of input `side` (given as its columns) padded with NULLs.
@@ -635,13 +655,8 @@ impl IntervalJoinOperator {
             }
         }
         this.insert(&batch, &keep, &keys, &matched, converter)?;
-        if !unmatched.is_empty() {
-            unmatched.sort_unstable();
-            let indices = UInt32Array::from(unmatched);
-            let columns = take_arrays(batch.columns(), &indices, None)?;
-            join.emit_unmatched(side, columns, out)?;
-        }
-        Ok(())
+        unmatched.sort_unstable();
+        join.emit_unmatched_rows(side, &batch, unmatched, out)
     }
 
     /// Releases what `watermark` expires on both sides.
@@ -675,16 +690,10 @@ impl Operator for IntervalJoinOperator {
         batch: RecordBatch,
         out: &mut Output<'_>,
     ) -> Result<()> {
-        match input {
-            LEFT | RIGHT => {
-                self.process(input, batch, out)?;
-                self.record_state(out);
-                Ok(())
-            }
-            _ => Err(EngineError::InvalidGraph(format!(
-                "an interval join has inputs 0 and 1, not {input}"
-            ))),
-        }
+        let side = join_side(input, "an interval join")?;
+        self.process(side, batch, out)?;
+        self.record_state(out);
+        Ok(())
     }
 
     /// Releases what the watermark expires, then forwards it. After a restore

@@ -31,6 +31,8 @@ use std::fmt;
 
 use datafusion::arrow::datatypes::SchemaRef;
 
+use crate::error::{EngineError, Result};
+
 pub use interval::{IntervalJoin, IntervalJoinOperator};
 pub use lookup::{BoundedTableJoin, BoundedTableJoinOperator, TableSide};
 pub use window::WindowJoinOperator;
@@ -118,5 +120,16 @@ impl KeyedInput {
     /// An input with the given key columns.
     pub fn new(schema: SchemaRef, keys: Vec<usize>) -> Self {
         KeyedInput { schema, keys }
+    }
+}
+
+/// Input `input` of a two-input join named `join` (`"an interval join"`):
+/// 0 (left) or 1 (right); any other is an invalid graph.
+pub(super) fn join_side(input: usize, join: &str) -> Result<usize> {
+    match input {
+        0 | 1 => Ok(input),
+        _ => Err(EngineError::InvalidGraph(format!(
+            "{join} has inputs 0 and 1, not {input}"
+        ))),
     }
 }

@@ -35,13 +35,13 @@ use datafusion::arrow::compute::{concat_batches, interleave, take_arrays, take_r
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::arrow::row::RowConverter;
 
-use super::JoinInput;
 use super::interval::{IntervalJoin, LEFT, OUTPUT_BATCH_ROWS, RIGHT, SIDE_NAMES};
 use super::key_index::{KeyIndex, to_u32};
 use super::side::{
     BatchKeys, MATCHED_COLUMN, SMALL_BATCH_ROWS, TAIL_MERGE_SLOTS, event_times, key_hashes,
     key_validity, state_schema,
 };
+use super::{JoinInput, join_side};
 use crate::checkpoint::{OperatorState, Rescaled, StatePart, malformed_state};
 use crate::error::{EngineError, Result};
 use crate::operator::{Operator, Output};
@@ -167,8 +167,8 @@ impl WindowJoinOperator {
             out.drop_late(&batch, &keep, reason, watermark)?;
         }
         if self.is_outer(side) && !unmatched.is_empty() {
-            let columns = take_arrays(batch.columns(), &UInt32Array::from(unmatched), None)?;
-            self.join.emit_unmatched(side, columns, out)?;
+            self.join
+                .emit_unmatched_rows(side, &batch, unmatched, out)?;
         }
         for (window, rows) in by_window {
             let part = if rows.len() == batch.num_rows() {
@@ -337,7 +337,8 @@ impl WindowJoinOperator {
                     .filter(|&i| !matched[i])
                     .map(|i| i as u32)
                     .collect();
-                emit_rows(&self.join, probe, batch, unmatched, out)?;
+                self.join
+                    .emit_unmatched_rows(probe, batch, unmatched, out)?;
             }
         }
         for (batch, matched) in batches[build].iter().zip(build_matched) {
@@ -345,7 +346,8 @@ impl WindowJoinOperator {
                 .filter(|&i| !matched[i])
                 .map(|i| i as u32)
                 .collect();
-            emit_rows(&self.join, build, batch, unmatched, out)?;
+            self.join
+                .emit_unmatched_rows(build, batch, unmatched, out)?;
         }
         Ok(())
     }
@@ -438,25 +440,6 @@ impl WindowJoinOperator {
     }
 }
 
-/// Emits `rows` of `batch` (of input `side`) padded with NULLs.
-fn emit_rows(
-    join: &IntervalJoin,
-    side: usize,
-    batch: &RecordBatch,
-    rows: Vec<u32>,
-    out: &mut Output<'_>,
-) -> Result<()> {
-    if rows.is_empty() {
-        return Ok(());
-    }
-    let columns = if rows.len() == batch.num_rows() {
-        batch.columns().to_vec()
-    } else {
-        take_arrays(batch.columns(), &UInt32Array::from(rows), None)?
-    };
-    join.emit_unmatched(side, columns, out)
-}
-
 /// Candidate pairs: row `probe_rows[k]` of a probe batch with row `refs[k]`
 /// (`(batch, row)`) of the build side.
 #[derive(Default)]
@@ -483,16 +466,10 @@ impl Operator for WindowJoinOperator {
         batch: RecordBatch,
         out: &mut Output<'_>,
     ) -> Result<()> {
-        match input {
-            LEFT | RIGHT => {
-                self.accept(input, batch, out)?;
-                self.record_state(out);
-                Ok(())
-            }
-            _ => Err(EngineError::InvalidGraph(format!(
-                "a window join has inputs 0 and 1, not {input}"
-            ))),
-        }
+        let side = join_side(input, "a window join")?;
+        self.accept(side, batch, out)?;
+        self.record_state(out);
+        Ok(())
     }
 
     /// Fires the windows the watermark has reached, then forwards it. After a
